@@ -1,0 +1,121 @@
+"""Hasura sessions: verified claims + realm -> identity; identity + requested role -> session. Pure.
+
+Rules of this module:
+- Input claims are already verified (signature, issuer, time). This module checks *shape* and
+  *agreement*: the Hasura claims are present and well typed, and the tenant/event they name is the
+  realm's own (claim absent -> taken from the realm; an extra realm's token must name its tenant).
+- Roles come only from the verified token. A requested role is honoured only if allowed; never a
+  silent downgrade. Roles in `forbidden_roles` (default `admin`) are never granted.
+- The session is a dict of strings only; `Cache-Control: max-age=N` tells Hasura when the token
+  expires so it closes websockets then.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from webhook.realms import Realm
+from webhook.reasons import Reason, Rejected
+
+HASURA_NAMESPACE: Final = "https://hasura.io/jwt/claims"
+CLAIM_TENANT: Final = "x-hasura-tenant-id"
+CLAIM_EVENT: Final = "x-hasura-event-id"
+CLAIM_USER: Final = "x-hasura-user-id"
+CLAIM_DEFAULT_ROLE: Final = "x-hasura-default-role"
+CLAIM_ALLOWED_ROLES: Final = "x-hasura-allowed-roles"
+MAX_ROLES: Final = 1000
+MAX_VALUE_CHARS: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a verified token speaks for. Cacheable: nothing here depends on the request."""
+
+    realm: Realm
+    user_id: str
+    tenant_id: str
+    event_id: str | None
+    default_role: str
+    allowed_roles: frozenset[str]
+    exp: float
+
+
+def _string(value: object, name: str) -> str:
+    if type(value) is not str or not value or len(value) > MAX_VALUE_CHARS:
+        raise Rejected(Reason.CLAIMS_INVALID, f"{name} is not a non-empty string")
+    return value
+
+
+def identity_from_claims(
+    claims: Mapping[str, Any], realm: Realm, forbidden_roles: frozenset[str]
+) -> Identity:
+    """The identity of verified `claims` from `realm`; `Rejected` if the Hasura claims are unusable."""
+    namespace = claims.get(HASURA_NAMESPACE)
+    if type(namespace) is not dict:
+        raise Rejected(Reason.CLAIMS_INVALID, f"{HASURA_NAMESPACE} is missing or not an object")
+
+    roles = namespace.get(CLAIM_ALLOWED_ROLES)
+    if type(roles) is not list or not roles or len(roles) > MAX_ROLES:
+        raise Rejected(Reason.CLAIMS_INVALID, f"{CLAIM_ALLOWED_ROLES} is not a non-empty list")
+    allowed = frozenset(_string(role, CLAIM_ALLOWED_ROLES) for role in roles)
+    default_role = _string(namespace.get(CLAIM_DEFAULT_ROLE), CLAIM_DEFAULT_ROLE)
+    if default_role not in allowed:
+        raise Rejected(Reason.ROLE_NOT_ALLOWED, f"{CLAIM_DEFAULT_ROLE} is not in {CLAIM_ALLOWED_ROLES}")
+
+    if CLAIM_USER in namespace:
+        user_id = _string(namespace[CLAIM_USER], CLAIM_USER)
+    else:
+        user_id = _string(claims.get("sub"), "sub")
+
+    if CLAIM_TENANT in namespace:
+        tenant_id = _string(namespace[CLAIM_TENANT], CLAIM_TENANT)
+        if realm.tenant_id is not None and tenant_id != realm.tenant_id:
+            raise Rejected(Reason.REALM_MISMATCH, f"{CLAIM_TENANT} is not the realm's tenant")
+    elif realm.tenant_id is not None:
+        tenant_id = realm.tenant_id
+    else:
+        raise Rejected(Reason.CLAIMS_INVALID, f"{CLAIM_TENANT} is required for realm {realm.name!r}")
+
+    event_id: str | None = None
+    if CLAIM_EVENT in namespace:
+        event_id = _string(namespace[CLAIM_EVENT], CLAIM_EVENT)
+        if realm.tenant_id is not None and event_id != realm.event_id:
+            raise Rejected(Reason.REALM_MISMATCH, f"{CLAIM_EVENT} is not the realm's event")
+    elif realm.event_id is not None:
+        event_id = realm.event_id
+
+    exp = claims["exp"]  # checked numeric and finite by token.check_claims
+    return Identity(realm, user_id, tenant_id, event_id, default_role, allowed - forbidden_roles, float(exp))
+
+
+def choose_role(identity: Identity, requested: str | None) -> str:
+    """The requested role if allowed, else the default; `Rejected(role_not_allowed)` otherwise."""
+    role = requested.strip() if requested else ""
+    role = role or identity.default_role
+    if role not in identity.allowed_roles:
+        raise Rejected(
+            Reason.ROLE_NOT_ALLOWED,
+            "requested role is not allowed" if requested else "default role is not allowed",
+        )
+    return role
+
+
+def session_for(identity: Identity, role: str, now: float) -> dict[str, str]:
+    """The Hasura session answer: string values only, with a max-age up to the token's expiry."""
+    session = {
+        "X-Hasura-Role": role,
+        "X-Hasura-User-Id": identity.user_id,
+        "X-Hasura-Tenant-Id": identity.tenant_id,
+    }
+    if identity.event_id is not None:
+        session["X-Hasura-Event-Id"] = identity.event_id
+    session["Cache-Control"] = f"max-age={max(0, math.floor(identity.exp - now))}"
+    return session
+
+
+def anonymous_session(role: str) -> dict[str, str]:
+    """The session for a request without any token when anonymous access is configured."""
+    return {"X-Hasura-Role": role}
