@@ -89,7 +89,7 @@ class JwksFetcher:
             return Fetched("network_error", error=type(exc).__name__)
 
     async def _get(self, url: str) -> Fetched:
-        request = self._client.build_request("GET", url, headers={"Accept": "application/json"})
+        request = self._client.build_request("GET", url, headers={"Accept": "application/json", "Accept-Encoding": "identity"})
         response = await self._client.send(request, stream=True, follow_redirects=False)
         try:
             if response.is_redirect:
@@ -99,7 +99,7 @@ class JwksFetcher:
             if response.status_code != 200:
                 return Fetched("http_error", error=f"HTTP {response.status_code}")
             body = bytearray()
-            async for chunk in response.aiter_raw(_CHUNK):
+            async for chunk in response.aiter_bytes(_CHUNK):
                 body += chunk
                 if len(body) > self._policy.max_bytes:
                     return Fetched("too_large", error=f"JWKS larger than {self._policy.max_bytes} bytes")
