@@ -58,6 +58,7 @@ class Runtime:
     verifier: Verifier
     metrics: Metrics
     realms: RealmPolicy
+    prefetch: asyncio.Task[int] | None = None
 
 
 class WebhookApp:
@@ -94,10 +95,15 @@ class WebhookApp:
             runtime = build_runtime(settings, client, deps)
             cache, verifier = runtime.cache, runtime.verifier
             stack.push_async_callback(cache.close)
-            refresher = asyncio.get_running_loop().create_task(
+            loop = asyncio.get_running_loop()
+            # First load of the pinned realms runs in the background: the service answers (and
+            # /readyz says "not ready") while Keycloak is slow or down at start.
+            runtime.prefetch = loop.create_task(cache.refresh_due())
+            refresher = loop.create_task(
                 cache.run_refresher(max(1.0, min(float(settings.jwks_retry), settings.jwks_ttl / 10)))
             )
             stack.callback(refresher.cancel)
+            stack.callback(runtime.prefetch.cancel)
             self.runtime = runtime
             self.hook.services = HookServices(
                 verifier=verifier,

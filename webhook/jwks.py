@@ -89,7 +89,9 @@ class JwksFetcher:
             return Fetched("network_error", error=type(exc).__name__)
 
     async def _get(self, url: str) -> Fetched:
-        request = self._client.build_request("GET", url, headers={"Accept": "application/json", "Accept-Encoding": "identity"})
+        request = self._client.build_request(
+            "GET", url, headers={"Accept": "application/json", "Accept-Encoding": "identity"}
+        )
         response = await self._client.send(request, stream=True, follow_redirects=False)
         try:
             if response.is_redirect:
@@ -295,10 +297,10 @@ class JwksCache:
         return len(started)
 
     async def run_refresher(self, interval: float) -> None:
-        """Forever: refresh what is due, then sleep `interval` seconds."""
+        """Forever: sleep `interval` seconds, then refresh what is due (fetch failures never end it)."""
         while True:
-            await self.refresh_due()
             await asyncio.sleep(interval)
+            await self.refresh_due()
 
     async def close(self) -> None:
         """Cancel fetches in flight."""
@@ -335,9 +337,7 @@ class JwksCache:
     def realm_keys(self) -> dict[str, RealmKeys]:
         """The usable key sets of every held realm (for `/jwks` and diagnostics)."""
         now = self._clock()
-        return {
-            name: e.keys for name, e in self._entries.items() if e.keys is not None and self._usable(e, now)
-        }
+        return {name: e.keys for name, e in self._entries.items() if e.keys is not None and self._usable(e, now)}
 
     def __len__(self) -> int:
         return len(self._entries)
