@@ -11,6 +11,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import os
@@ -19,12 +20,12 @@ from pathlib import Path
 
 import click
 import orjson
-import uvicorn
 
 from webhook.app import create_app
 from webhook.config import ConfigError, Settings
 from webhook.logs import configure, get_logger
 from webhook.testing.keycloak import FakeKeycloak
+from webhook.testing.server import serve_asgi
 
 DEV_USER = "00000000-0000-4000-8000-00000000de70"
 
@@ -77,25 +78,24 @@ async def run_dev(*, host: str, port: int, issuer_port: int, state_dir: str) -> 
             issuer=issuer.url,
             realm=realm.name,
         )
-        token = issuer.mint(realm.name, sub=DEV_USER, lifetime=8 * 3600)
-        url = f"http://{host}:{port}/hasura/auth"
-        click.echo(
-            "\n".join(
-                [
-                    "",
-                    "=== DEV MODE: NOT FOR PRODUCTION ===",
-                    f"dev issuer (fake Keycloak): {issuer.url}/realms/{realm.name}",
-                    f"auth hook:                  {url}",
-                    "a dev token (valid 8 h) is in $TOKEN after:",
-                    f"  export TOKEN='{token}'",
-                    "then:",
-                    f'  curl -s -H "Authorization: Bearer $TOKEN" {url}',
-                    "",
-                ]
-            ),
-            err=True,
-        )
-        config = uvicorn.Config(
-            create_app(settings), host=host, port=port, lifespan="on", access_log=False, log_level="warning"
-        )
-        await uvicorn.Server(config).serve()
+        async with serve_asgi(create_app(settings), host=host, port=port, lifespan="on") as running:
+            token = issuer.mint(realm.name, sub=DEV_USER, lifetime=8 * 3600)
+            url = f"{running.url}/hasura/auth"
+            click.echo(
+                "\n".join(
+                    [
+                        "",
+                        "=== DEV MODE: NOT FOR PRODUCTION ===",
+                        f"dev issuer (fake Keycloak): {issuer.url}/realms/{realm.name}",
+                        f"auth hook:                  {url}",
+                        "a dev token (valid 8 h) is in $TOKEN after:",
+                        f"  export TOKEN='{token}'",
+                        "then:",
+                        f'  curl -s -H "Authorization: Bearer $TOKEN" {url}',
+                        "ready; Ctrl-C stops.",
+                        "",
+                    ]
+                ),
+                err=True,
+            )
+            await asyncio.Event().wait()  # serve until interrupted
