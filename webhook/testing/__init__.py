@@ -1,0 +1,5 @@
+"""Fakes shipped beside the real thing: used by the tests, the dev mode and the benchmarks.
+
+Rules: nothing here is imported by the production code paths; every fake is a real HTTP server on a
+loopback socket (no mocked transports), never sleeps to wait for something, and records what it received.
+"""
