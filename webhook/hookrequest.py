@@ -6,7 +6,8 @@ Rules of this module:
   original case. Names are compared case-insensitively in both modes.
 - Only `Authorization` (the token) and `X-Hasura-Role` (a role request) decide anything. The
   client IP, user agent and request id are recorded for operators, marked untrusted.
-- Two `Authorization` headers (or two keys differing only in case) are ambiguous: rejected.
+- Two `Authorization` headers (or two keys differing only in case) are ambiguous: rejected. So are
+  two `X-Hasura-Role` headers (`role_not_allowed`): we never guess which role was meant.
 - A POST body that is not Hasura's shape is the caller's error (`BadHookBody`, answered 400),
   not a bad token. `request` may be an object, an array, null or absent: it is never read.
 """
@@ -48,15 +49,15 @@ class HookRequest:
     user_agent: str | None = None
     request_id: str | None = None
     ambiguous: bool = False
+    role_ambiguous: bool = False
 
 
 def _build(mode: Literal["GET", "POST"], pairs: Iterable[tuple[str, str]]) -> HookRequest:
     found: dict[str, str] = {}
-    ambiguous = False
+    repeated: set[str] = set()
     for field, value in pairs:
         if field in found:
-            if field == "authorization":
-                ambiguous = True
+            repeated.add(field)
             continue
         found[field] = value
     ip = found.get("ip")
@@ -70,7 +71,8 @@ def _build(mode: Literal["GET", "POST"], pairs: Iterable[tuple[str, str]]) -> Ho
         client_ip=ip[:MAX_FORWARDED_CHARS] if ip else None,
         user_agent=found["ua"][:MAX_FORWARDED_CHARS] if "ua" in found else None,
         request_id=found["request_id"][:MAX_FORWARDED_CHARS] if "request_id" in found else None,
-        ambiguous=ambiguous,
+        ambiguous="authorization" in repeated,
+        role_ambiguous="role" in repeated,
     )
 
 
@@ -116,3 +118,10 @@ def bearer_token(request: HookRequest) -> str | None:
     if not token:
         raise Rejected(Reason.MALFORMED_TOKEN, "Authorization Bearer value is empty")
     return token
+
+
+def requested_role(request: HookRequest) -> str | None:
+    """The role asked for with `X-Hasura-Role`, if any; `Rejected` if it was given twice."""
+    if request.role_ambiguous:
+        raise Rejected(Reason.ROLE_NOT_ALLOWED, "more than one X-Hasura-Role header")
+    return request.role

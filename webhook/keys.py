@@ -35,7 +35,10 @@ MAX_KID_CHARS: Final = 256
 
 
 class JwksError(ValueError):
-    """The JWKS document is not a usable key set (not JSON, wrong shape, no signing key)."""
+    """The JWKS document is not a key set at all (not JSON, wrong shape, too many keys).
+
+    A well-formed set with no usable signing key is not an error: the realm then has no keys and
+    every token of it is `unknown_kid`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +65,17 @@ def _algorithms_for(jwk: Mapping[str, Any], allowed: frozenset[str]) -> frozense
     if kty == "RSA":
         possible = _RSA_ALGS
     elif kty == "EC":
-        alg = _EC_ALGS.get(jwk.get("crv"))  # type: ignore[arg-type]
+        crv = jwk.get("crv")
+        alg = _EC_ALGS.get(crv) if type(crv) is str else None
         possible = frozenset({alg}) if alg else frozenset()
-    elif kty == "OKP" and jwk.get("crv") in _OKP_CURVES:
+    elif kty == "OKP" and type(jwk.get("crv")) is str and jwk["crv"] in _OKP_CURVES:
         possible = frozenset({"EdDSA"})
     else:
         return frozenset()
     declared = jwk.get("alg")
     if declared is not None:
+        if type(declared) is not str:
+            return frozenset()
         possible = possible & {declared}
     return possible & allowed
 
@@ -84,6 +90,24 @@ def _import(jwk: Mapping[str, Any]) -> VerificationKey:
     if jwk["kty"] == "EC":
         return ECKey.import_key(public)
     return OKPKey.import_key(public)
+
+
+def _usable_key(jwk: Any, seen: Mapping[str, int], allowed: frozenset[str]) -> SigningKey | None:
+    """The signing key this JWK describes, or None if it is not usable for signatures."""
+    if type(jwk) is not dict:
+        return None
+    kid = jwk.get("kid")
+    if type(kid) is not str or not 0 < len(kid) <= MAX_KID_CHARS or seen[kid] != 1:
+        return None
+    if jwk.get("use", "sig") != "sig" or type(jwk.get("kty")) is not str or jwk["kty"] not in _PUBLIC_MEMBERS:
+        return None
+    algorithms = _algorithms_for(jwk, allowed)
+    if not algorithms:
+        return None
+    key = _import(jwk)
+    public: dict[str, Any] = {name: jwk[name] for name in _PUBLIC_MEMBERS[jwk["kty"]]}
+    public.update(kid=kid, use="sig", alg=jwk.get("alg") or min(algorithms))
+    return SigningKey(kid, key, algorithms, public)
 
 
 def parse_jwks(document: bytes, allowed: frozenset[str]) -> RealmKeys:
@@ -106,29 +130,14 @@ def parse_jwks(document: bytes, allowed: frozenset[str]) -> RealmKeys:
     by_kid: dict[str, SigningKey] = {}
     ignored = 0
     for jwk in raw_keys:
-        if type(jwk) is not dict:
-            ignored += 1
-            continue
-        kid = jwk.get("kid")
-        usable = (
-            type(kid) is str
-            and 0 < len(kid) <= MAX_KID_CHARS
-            and seen[kid] == 1
-            and jwk.get("use", "sig") == "sig"
-            and jwk.get("kty") in _PUBLIC_MEMBERS
-        )
-        algorithms = _algorithms_for(jwk, allowed) if usable else frozenset()
-        if not algorithms:
-            ignored += 1
-            continue
         try:
-            key = _import(jwk)
-        except Exception:
+            key = _usable_key(jwk, seen, allowed)
+        except Exception:  # noqa: BLE001 - any malformed key (wrong member types...) is skipped, never fatal
+            key = None
+        if key is None:
             ignored += 1
-            continue
-        public = {name: jwk[name] for name in _PUBLIC_MEMBERS[jwk["kty"]]}
-        public.update(kid=kid, use="sig", alg=jwk.get("alg") or min(algorithms))
-        by_kid[str(kid)] = SigningKey(str(kid), key, algorithms, public)
+        else:
+            by_kid[key.kid] = key
 
     material = orjson.dumps(
         sorted((k.kid, sorted(k.algorithms), dict(k.public_jwk)) for k in by_kid.values()),

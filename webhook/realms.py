@@ -51,10 +51,12 @@ class RealmPolicy:
         self._keycloak_url = keycloak_url
 
     def realm_for_name(self, name: str) -> Realm | None:
-        """The trusted realm with this name, or None."""
-        if name in self._extra:
+        """The trusted realm with this name, or None. A tenant/event name keeps its tenant binding
+        even if it is also listed as an extra realm."""
+        realm = parse_realm_name(name)
+        if realm is None and name in self._extra:
             return Realm(name, None, None)
-        return parse_realm_name(name)
+        return realm
 
     def realm_from_issuer(self, iss: object) -> Realm:
         """The realm `iss` names; `Rejected(unknown_issuer)` unless it is exactly a trusted one."""

@@ -34,6 +34,9 @@ MAX_HEADER_SEGMENT: Final = 1024
 MAX_CLAIM_CHARS: Final = 256  # cap on claimed strings copied into logs and audit records
 _B64_TRANSLATE: Final = bytes.maketrans(b"-_", b"+/")
 _FORBIDDEN_B64: Final = frozenset(b"+/=")
+_B64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64_VALUE: Final = {c: i for i, c in enumerate(_B64_ALPHABET)}
+_UNUSED_BITS: Final = {2: 0x0F, 3: 0x03}  # segment length mod 4 -> bits of the last char that must be 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +102,11 @@ def _is_number(value: object) -> bool:
 
 def b64url_decode(segment: bytes) -> bytes:
     """Strict base64url (RFC 7515 section 2): no padding, canonical, URL alphabet only."""
-    if len(segment) % 4 == 1 or not _FORBIDDEN_B64.isdisjoint(segment):
+    rest = len(segment) % 4
+    if rest == 1 or not _FORBIDDEN_B64.isdisjoint(segment):
         raise ValueError("not strict base64url")
+    if rest and _B64_VALUE.get(segment[-1], 0) & _UNUSED_BITS[rest]:
+        raise ValueError("non-canonical base64url: unused trailing bits set")
     padded = segment.translate(_B64_TRANSLATE) + b"=" * (-len(segment) % 4)
     return binascii.a2b_base64(padded, strict_mode=True)
 
@@ -155,8 +161,9 @@ def parse(token: str, *, max_bytes: int) -> ParsedToken:
         raise Rejected(Reason.HEADER_NOT_ALLOWED, f"header {sorted(unknown)[0][:32]!r} is not accepted")
     if type(header.get("alg")) is not str:
         raise Rejected(Reason.MALFORMED_TOKEN, "header alg missing or not a string")
-    if "typ" in header and type(header["typ"]) is not str:
-        raise Rejected(Reason.MALFORMED_TOKEN, "header typ is not a string")
+    for name in ("typ", "kid"):
+        if name in header and type(header[name]) is not str:
+            raise Rejected(Reason.MALFORMED_TOKEN, f"header {name} is not a string")
     return parsed
 
 

@@ -1,0 +1,1 @@
+"""Unit tests for the pure (no-IO) core of the webhook."""
