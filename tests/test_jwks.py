@@ -111,9 +111,7 @@ async def make_cache(keycloak: FakeKeycloak) -> AsyncIterator[CacheFactory]:
         await client.aclose()
 
 
-async def test_first_use_fetches_once_then_serves_from_cache(
-    make_cache: CacheFactory, keycloak: FakeKeycloak
-) -> None:
+async def test_first_use_fetches_once_then_serves_from_cache(make_cache: CacheFactory, keycloak: FakeKeycloak) -> None:
     """A realm's keys are fetched on first use and then served from memory."""
     cache = make_cache()
     for _ in range(5):
@@ -162,9 +160,7 @@ async def test_ttl_expiry_refreshes_in_background_and_serves_current_keys(
     assert cache.state(TENANT_A) == "fresh"
 
 
-async def test_refresh_due_refetches_expired_realms_only(
-    make_cache: CacheFactory, keycloak: FakeKeycloak
-) -> None:
+async def test_refresh_due_refetches_expired_realms_only(make_cache: CacheFactory, keycloak: FakeKeycloak) -> None:
     """The background refresher fetches realms past their TTL and leaves fresh ones alone."""
     clock = Clock()
     cache = make_cache(clock, ttl=60)
@@ -176,9 +172,7 @@ async def test_refresh_due_refetches_expired_realms_only(
     assert keycloak.fetches == Counter({TENANT_A: 2, TENANT_B: 1})
 
 
-async def test_stale_keys_are_served_while_keycloak_fails(
-    make_cache: CacheFactory, keycloak: FakeKeycloak
-) -> None:
+async def test_stale_keys_are_served_while_keycloak_fails(make_cache: CacheFactory, keycloak: FakeKeycloak) -> None:
     """Stale-if-error: keys past TTL keep verifying while refreshes fail, up to max_stale."""
     clock = Clock()
     cache = make_cache(clock, ttl=60, max_stale=100, retry=5)
@@ -195,9 +189,7 @@ async def test_stale_keys_are_served_while_keycloak_fails(
     assert info.value.reason is Reason.JWKS_UNAVAILABLE
 
 
-async def test_recovers_by_itself_when_keycloak_is_back(
-    make_cache: CacheFactory, keycloak: FakeKeycloak
-) -> None:
+async def test_recovers_by_itself_when_keycloak_is_back(make_cache: CacheFactory, keycloak: FakeKeycloak) -> None:
     """A realm that failed to load is fetched again after the retry interval and then works."""
     clock = Clock()
     cache = make_cache(clock, retry=2)
@@ -276,9 +268,7 @@ async def test_single_flight_for_a_new_realm(make_cache: CacheFactory, keycloak:
     assert keycloak.fetches[TENANT_A] == 1
 
 
-async def test_negative_cache_for_realms_that_do_not_exist(
-    make_cache: CacheFactory, keycloak: FakeKeycloak
-) -> None:
+async def test_negative_cache_for_realms_that_do_not_exist(make_cache: CacheFactory, keycloak: FakeKeycloak) -> None:
     """A realm Keycloak does not know is remembered as missing for negative_ttl."""
     clock = Clock()
     cache = make_cache(clock, negative_ttl=60)
@@ -358,9 +348,7 @@ async def test_bad_jwks_answers_are_failures_not_keys(
     assert metrics.fetch[outcome]._value.get() == 1
 
 
-async def test_realm_removed_from_keycloak_stops_verifying(
-    make_cache: CacheFactory, keycloak: FakeKeycloak
-) -> None:
+async def test_realm_removed_from_keycloak_stops_verifying(make_cache: CacheFactory, keycloak: FakeKeycloak) -> None:
     """When Keycloak answers 404 for a realm we held, its keys are dropped (not served stale)."""
     clock = Clock()
     cache = make_cache(clock, ttl=60)

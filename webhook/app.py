@@ -4,7 +4,8 @@ Rules of this module:
 - Nothing is created at import time. The lifespan creates (or takes injected) the HTTP client,
   the JWKS cache and its refresher task, and tears them down in reverse order.
 - Dependencies are injected through `Dependencies` (clock, HTTP client, audit sink): tests and
-  the dev mode pass fakes here instead of patching.
+  the dev mode pass fakes here instead of patching. With no audit sink injected, the lifespan
+  builds the database sink from the settings (engine, optional auto-migrate, writer task).
 - `/hasura/auth` is dispatched before Starlette's router: it is the hot path.
 """
 
@@ -25,14 +26,17 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from webhook import __version__
-from webhook.audit import AuditSink, NullSink
+from webhook.audit import AuditSink
+from webhook.auditwriter import CountingSink, audit_status, db_audit_sink
 from webhook.config import Settings
+from webhook.decisionlog import DecisionLog
 from webhook.hook import AuthHook, HookServices
 from webhook.jwks import CachePolicy, JwksCache, JwksFetcher
 from webhook.logs import get_logger
-from webhook.metrics import Metrics
+from webhook.metrics import Metrics, RealmLabels
 from webhook.realms import RealmPolicy
 from webhook.token import ClaimsPolicy
+from webhook.tokencache import VerifiedTokenCache
 from webhook.verifier import Verifier
 
 HOOK_PATH = "/hasura/auth"
@@ -45,8 +49,9 @@ class Dependencies:
     http_client: httpx.AsyncClient | None = None
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
-    audit: AuditSink = field(default_factory=NullSink)
+    audit: AuditSink | None = None  # None: the database sink built from the settings
     metrics: Metrics = field(default_factory=Metrics)
+    decision_log: DecisionLog | None = None
 
 
 @dataclass(slots=True)
@@ -58,7 +63,9 @@ class Runtime:
     verifier: Verifier
     metrics: Metrics
     realms: RealmPolicy
+    tokens: VerifiedTokenCache
     prefetch: asyncio.Task[int] | None = None
+    audit: AuditSink | None = None
 
 
 class WebhookApp:
@@ -104,12 +111,30 @@ class WebhookApp:
             )
             stack.callback(refresher.cancel)
             stack.callback(runtime.prefetch.cancel)
+            audit = deps.audit
+            if audit is None:
+                audit = await stack.enter_async_context(
+                    db_audit_sink(
+                        settings,
+                        metrics=deps.metrics,
+                        log=get_logger("webhook.audit"),
+                        clock=deps.clock,
+                        wall_clock=deps.wall_clock,
+                    )
+                )
+            runtime.audit = audit
+            decisions = deps.decision_log or DecisionLog(
+                enabled=settings.log_level in ("debug", "info"), console=settings.log_format == "console"
+            )
+            stack.callback(decisions.flush)
+            flusher = loop.create_task(decisions.run_flusher())
+            stack.callback(flusher.cancel)
             self.runtime = runtime
             self.hook.services = HookServices(
                 verifier=verifier,
                 metrics=deps.metrics,
-                audit=deps.audit,
-                log=log,
+                audit=CountingSink(audit, deps.metrics, RealmLabels(settings.extra_realms, settings.prefetch_realms)),
+                log=decisions,
                 anonymous_role=settings.anonymous_role,
                 max_body_bytes=settings.max_body_bytes,
                 wall_clock=deps.wall_clock,
@@ -121,6 +146,7 @@ class WebhookApp:
                 issuers=list(settings.issuer_urls),
                 prefetch=list(settings.prefetch_realms),
                 dev_mode=settings.dev_mode,
+                audit="injected" if deps.audit is not None else str(settings.database_url),
             )
             try:
                 yield
@@ -140,6 +166,7 @@ class WebhookApp:
         errors = {n: runtime.cache.last_error(n) for n, s in realms.items() if s not in ("fresh", "stale")}
         ready = all(state in ("fresh", "stale") for state in realms.values())
         body = {"ready": ready, "realms": realms, "errors": errors, "realms_cached": len(runtime.cache)}
+        body["audit"] = audit_status(runtime.audit)  # informative: degraded never makes us unready
         return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json")
 
     async def _metrics(self, _request: Request) -> Response:
@@ -163,6 +190,13 @@ def build_runtime(settings: Settings, client: httpx.AsyncClient, deps: Dependenc
     fetcher = JwksFetcher(client, realms, policy, settings.algorithms)
     cache = JwksCache(fetcher, policy=policy, clock=deps.clock, metrics=deps.metrics)
     cache.pin(r for r in (realms.realm_for_name(n) for n in settings.prefetch_realms) if r is not None)
+    tokens = VerifiedTokenCache(
+        max_entries=settings.token_cache_size,
+        max_rejections=settings.token_cache_rejections_size,
+        ttl=settings.token_cache_ttl,
+        generation_of=cache.generation,
+        wall_clock=deps.wall_clock,
+    )
     verifier = Verifier(
         realms=realms,
         cache=cache,
@@ -171,8 +205,10 @@ def build_runtime(settings: Settings, client: httpx.AsyncClient, deps: Dependenc
         forbidden_roles=settings.forbidden_roles,
         max_token_bytes=settings.max_token_bytes,
         wall_clock=deps.wall_clock,
+        token_cache=tokens,
     )
-    return Runtime(settings, cache, verifier, deps.metrics, realms)
+    deps.metrics.watch_token_cache(tokens)
+    return Runtime(settings, cache, verifier, deps.metrics, realms, tokens)
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:

@@ -1,6 +1,7 @@
 """The `webhook` command: a thin click layer over plain functions (uvicorn's CLI shape).
 
-Commands: serve, dev, check-config, probe-jwks REALM, explain. Each reads the settings once; a
+Commands: serve, dev, check-config, probe-jwks REALM, explain, db upgrade|downgrade|current,
+audit list|top|prune. Each reads the settings once; a
 bad setting exits with status 2 and a message naming the variable.
 """
 
@@ -10,20 +11,26 @@ import asyncio
 import datetime as dt
 import os
 import sys
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 import orjson
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from webhook import __version__
 from webhook.app import Dependencies, build_runtime, create_app, http_client
+from webhook.auditstore import Filters, TopBy, as_dict, list_rows, prune, top
 from webhook.config import VARIABLES, ConfigError, Settings
+from webhook.db import current_revision, head_revision, make_engine, make_sessionmaker, migrate
 from webhook.jwks import JwksFetcher
 from webhook.logs import configure
-from webhook.reasons import Rejected
+from webhook.reasons import Reason, Rejected
 from webhook.session import choose_role
 from webhook.verifier import TokenRejected
+
+T = TypeVar("T")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -97,9 +104,7 @@ async def _probe(settings: Settings, realm_name: str) -> int:
         runtime = build_runtime(settings, client, Dependencies(http_client=client))
         realm = runtime.realms.realm_for_name(realm_name)
         if realm is None:
-            _fail(
-                f"{realm_name!r} is not a trusted realm name (tenant-<uuid>[-event-<uuid>] or TRUSTED_EXTRA_REALMS)"
-            )
+            _fail(f"{realm_name!r} is not a trusted realm name (tenant-<uuid>[-event-<uuid>] or TRUSTED_EXTRA_REALMS)")
         fetcher = JwksFetcher(client, runtime.realms, runtime.cache.policy, settings.algorithms)
         fetched = await fetcher.fetch(realm)
     click.echo(f"url:     {runtime.realms.jwks_url(realm)}")
@@ -107,12 +112,8 @@ async def _probe(settings: Settings, realm_name: str) -> int:
     if fetched.keys is None:
         return 1
     for key in fetched.keys.by_kid.values():
-        click.echo(
-            f"key:     kid={key.kid} kty={key.public_jwk['kty']} algorithms={','.join(sorted(key.algorithms))}"
-        )
-    click.echo(
-        f"ignored: {fetched.keys.ignored} key(s) not usable for signatures (enc keys, other algorithms)"
-    )
+        click.echo(f"key:     kid={key.kid} kty={key.public_jwk['kty']} algorithms={','.join(sorted(key.algorithms))}")
+    click.echo(f"ignored: {fetched.keys.ignored} key(s) not usable for signatures (enc keys, other algorithms)")
     return 0 if fetched.keys.by_kid else 1
 
 
@@ -190,3 +191,194 @@ def variables_markdown() -> str:
     for v in VARIABLES:
         lines.append(f"| `{v.name}` | `{v.default}` | `{v.example}` | {v.help} |")
     return "\n".join(lines)
+
+
+# -- database and audit (issue 4) -------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database migrations (Alembic, run in process on DATABASE_URL / DATABASE_SCHEMA)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Upgrade the database to REVISION (default: head)."""
+    settings = load_settings(require_keycloak=False)
+    asyncio.run(_migrate(settings, "upgrade", revision))
+    click.echo(f"database at {revision}: {settings.database_url}", err=True)
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Downgrade the database to REVISION (`base` removes every table)."""
+    settings = load_settings(require_keycloak=False)
+    asyncio.run(_migrate(settings, "downgrade", revision))
+    click.echo(f"database at {revision}: {settings.database_url}", err=True)
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the database's revision and the newest one."""
+    settings = load_settings(require_keycloak=False)
+    current = asyncio.run(_with_engine(settings, current_revision))
+    click.echo(f"current: {current or '(none)'}\nhead:    {head_revision()}")
+
+
+async def _with_engine(settings: Settings, job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run `job` with an engine for the settings' database; exit 1 naming the database on error."""
+    engine = make_engine(settings.database_url.reveal(), schema=settings.database_schema)
+    try:
+        return await job(engine)
+    except Exception as exc:
+        _fail(f"database {settings.database_url}: {type(exc).__name__}: {exc}", code=1)
+    finally:
+        await engine.dispose()
+
+
+async def _migrate(settings: Settings, action: Literal["upgrade", "downgrade"], revision: str) -> None:
+    await _with_engine(settings, lambda engine: migrate(engine, action, revision, schema=settings.database_schema))
+
+
+@main.group()
+def audit() -> None:
+    """Query and prune the rejected-token audit table (never shows tokens, only their SHA-256)."""
+
+
+_SINCE_HELP = "Only rows last seen in this window: 30s, 15m, 2h, 7d, 2w, or an ISO 8601 time (UTC if naive)."
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+
+
+def parse_since(value: str, now: dt.datetime) -> dt.datetime:
+    """`15m`/`2h`/`7d`/`2w`/`30s` before `now`, or an ISO 8601 time; ValueError otherwise."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    text = value.strip()
+    if len(text) >= 2 and text[-1] in units and text[:-1].isdigit():
+        return now - dt.timedelta(**{units[text[-1]]: int(text[:-1])})
+    when = dt.datetime.fromisoformat(text)
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
+
+
+def _since_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_since(value, dt.datetime.now(dt.UTC))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use 30s, 15m, 2h, 7d, 2w or an ISO 8601 time") from None
+
+
+def _printable(value: object, width: int) -> str:
+    """A cell: claimed values may hold terminal escapes, so non-printables become '?'."""
+    text = "-" if value is None else str(value)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def _table(headers: list[tuple[str, int]], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["  ".join(f"{name:<{width}}" for name, width in headers).rstrip()]
+    for row in rows:
+        cells = (f"{_printable(v, w):<{w}}" for v, (_, w) in zip(row, headers, strict=True))
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+async def _query(settings: Settings, job: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def run(engine: AsyncEngine) -> T:
+        async with make_sessionmaker(engine)() as session:
+            return await job(session)
+
+    return await _with_engine(settings, run)
+
+
+@audit.command("list")
+@click.option("--since", callback=_since_option, help=_SINCE_HELP)
+@click.option("--reason", type=click.Choice([r.value for r in Reason]), help="Only this reason code.")
+@click.option("--realm", help="Only this realm.")
+@click.option("--sub", help="Only this claimed subject.")
+@click.option("--ip", help="Only this client IP (as forwarded, untrusted).")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+@_FORMAT
+def audit_list(
+    *,
+    since: dt.datetime | None,
+    reason: str | None,
+    realm: str | None,
+    sub: str | None,
+    ip: str | None,
+    limit: int,
+    fmt: str,
+) -> None:
+    """Rejected tokens, most recently seen first (token hashes shortened to 12 characters in tables)."""
+    settings = load_settings(require_keycloak=False)
+    filters = Filters(since=since, reason=reason, realm=realm, sub=sub, ip=ip)
+    rows = asyncio.run(_query(settings, lambda session: list_rows(session, filters, limit)))
+    if fmt == "json":
+        click.echo(orjson.dumps([as_dict(r) for r in rows], option=orjson.OPT_INDENT_2).decode())
+        return
+    headers = [
+        ("last_seen", 20),
+        ("reason", 20),
+        ("count", 7),
+        ("realm", 28),
+        ("sub", 24),
+        ("client_ip", 16),
+        ("token", 12),
+        ("iss", 40),
+    ]
+    table = [
+        [
+            r.last_seen.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            r.reason,
+            r.occurrences,
+            r.realm,
+            r.sub,
+            r.client_ip_untrusted,
+            r.token_sha256[:12] if r.token_sha256 else None,
+            r.iss,
+        ]
+        for r in rows
+    ]
+    click.echo(_table(headers, table))
+
+
+@audit.command("top")
+@click.option("--by", type=click.Choice(["reason", "realm", "ip", "sub"]), default="reason", show_default=True)
+@click.option("--since", callback=_since_option, help=_SINCE_HELP)
+@click.option("--limit", type=click.IntRange(1, 10000), default=10, show_default=True)
+@_FORMAT
+def audit_top(*, by: TopBy, since: dt.datetime | None, limit: int, fmt: str) -> None:
+    """The reasons, realms, client IPs or subjects with the most rejections (rows last seen in --since)."""
+    settings = load_settings(require_keycloak=False)
+    entries = asyncio.run(_query(settings, lambda session: top(session, by, Filters(since=since), limit)))
+    if fmt == "json":
+        payload = [
+            {"value": e.value, "occurrences": e.occurrences, "rows": e.rows, "last_seen": e.last_seen.isoformat()}
+            for e in entries
+        ]
+        click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+        return
+    headers = [(by, 40), ("occurrences", 12), ("rows", 8), ("last_seen", 20)]
+    table = [[e.value, e.occurrences, e.rows, e.last_seen.strftime("%Y-%m-%dT%H:%M:%SZ")] for e in entries]
+    click.echo(_table(headers, table))
+
+
+@audit.command("prune")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Delete rows last seen more than this many days ago (default: AUDIT_RETENTION_DAYS).",
+)
+def audit_prune(*, days: int | None) -> None:
+    """Delete audit rows older than the retention."""
+    settings = load_settings(require_keycloak=False)
+    days = days if days is not None else settings.audit_retention_days
+    if days <= 0:
+        _fail("AUDIT_RETENTION_DAYS is 0 (keep forever): pass --older-than DAYS")
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+    deleted = asyncio.run(_with_engine(settings, lambda engine: prune(engine, cutoff)))
+    click.echo(f"deleted {deleted} row(s) last seen before {cutoff.isoformat()}")

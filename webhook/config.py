@@ -4,7 +4,8 @@ Rules of this module:
 - Every variable the service reads is declared in `VARIABLES` (name, default, help); the README
   table and the `check-config` command are generated from it, and a test keeps them in sync.
 - A bad value raises `ConfigError` naming the variable; the process stops with that message.
-- Nothing here is a secret today; when one arrives it is wrapped in `Secret` so reprs hide it.
+- Secrets (DATABASE_URL, which may hold a password) are wrapped in `Secret`: reprs and
+  `describe()` show the masked form only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
 from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from webhook.realms import REALM_NAME_RE, parse_realm_name
 
@@ -46,8 +50,7 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable(
         "KEYCLOAK_ISSUER_URL",
         "",
-        "Comma-separated public base URL(s) that appear in `iss` "
-        "(what browsers use). Defaults to KEYCLOAK_URL.",
+        "Comma-separated public base URL(s) that appear in `iss` (what browsers use). Defaults to KEYCLOAK_URL.",
         "https://auth.example.org",
     ),
     Variable(
@@ -101,18 +104,31 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable("MAX_TOKEN_BYTES", "16384", "Largest token accepted (Keycloak tokens are ~5 KB).", "16384"),
     Variable("MAX_BODY_BYTES", "1048576", "Largest POST-mode hook body accepted (400 above).", "1048576"),
     Variable(
-        "JWKS_TTL_SECONDS", "600", "How long fetched keys are fresh before a background refresh.", "600"
+        "TOKEN_CACHE_SIZE",
+        "100000",
+        "Verified tokens remembered (by SHA-256) so a repeated token skips verification; 0 disables.",
+        "100000",
     ),
+    Variable(
+        "TOKEN_CACHE_REJECTIONS_SIZE",
+        "10000",
+        "Rejected tokens remembered (separate LRU, only reasons that cannot change); 0 disables.",
+        "10000",
+    ),
+    Variable(
+        "TOKEN_CACHE_TTL_SECONDS",
+        "300",
+        "Longest time a verification outcome is reused (never past the token's exp).",
+        "300",
+    ),
+    Variable("JWKS_TTL_SECONDS", "600", "How long fetched keys are fresh before a background refresh.", "600"),
     Variable(
         "JWKS_MIN_REFETCH_SECONDS",
         "10",
-        "Least time between two fetches of one realm "
-        "triggered by an unknown `kid` (single-flight in between).",
+        "Least time between two fetches of one realm triggered by an unknown `kid` (single-flight in between).",
         "10",
     ),
-    Variable(
-        "JWKS_RETRY_SECONDS", "2", "After a failed fetch, least time before the realm is fetched again.", "2"
-    ),
+    Variable("JWKS_RETRY_SECONDS", "2", "After a failed fetch, least time before the realm is fetched again.", "2"),
     Variable(
         "JWKS_MAX_STALE_SECONDS",
         "3600",
@@ -143,6 +159,61 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable("LOG_FORMAT", "json", "json (one object per line) or console.", "json"),
     Variable("HOST", "127.0.0.1", "Address `webhook serve` binds.", "0.0.0.0"),
     Variable("PORT", "8080", "Port `webhook serve` binds.", "8080"),
+    Variable(
+        "DATABASE_URL",
+        "sqlite+aiosqlite:///var/webhook.sqlite3",
+        "SQLAlchemy URL of the audit database: `sqlite+aiosqlite:///<file>` (dev; the directory is "
+        "created) or `postgresql+asyncpg://user:password@host/db` (`postgres://` and `postgresql://` "
+        "mean asyncpg). The password is masked in every output.",
+        "postgresql+asyncpg://webhook:secret@postgres:5432/webhook",
+    ),
+    Variable(
+        "DATABASE_SCHEMA",
+        "",
+        "PostgreSQL schema holding the service's tables (created by the migrations if missing). "
+        "Empty: the connection's default (`public`). Ignored on SQLite.",
+        "webhook",
+    ),
+    Variable(
+        "DATABASE_AUTO_MIGRATE",
+        "auto",
+        "Upgrade the database to the latest migration when the service starts (in the background: "
+        "the hook never waits for it). auto: yes on SQLite, no on PostgreSQL (run `webhook db upgrade`).",
+        "false",
+    ),
+    Variable(
+        "AUDIT_QUEUE_SIZE",
+        "10000",
+        "Rejection records waiting for the audit writer; when full, records are dropped and counted.",
+        "10000",
+    ),
+    Variable("AUDIT_BATCH_SIZE", "500", "Most distinct audit rows written in one transaction.", "500"),
+    Variable(
+        "AUDIT_FLUSH_INTERVAL_SECONDS",
+        "1",
+        "Longest time a rejection waits in the queue before its batch is written.",
+        "0.5",
+    ),
+    Variable(
+        "AUDIT_RETRY_MAX_SECONDS",
+        "30",
+        "Cap of the exponential backoff between attempts while the audit database fails.",
+        "30",
+    ),
+    Variable(
+        "AUDIT_RETENTION_DAYS",
+        "90",
+        "Audit rows whose last_seen is older than this are pruned (periodically and by "
+        "`webhook audit prune`). 0: never prune automatically.",
+        "30",
+    ),
+    Variable("AUDIT_PRUNE_INTERVAL_SECONDS", "3600", "Time between two periodic prunes of the audit table.", "3600"),
+    Variable(
+        "AUDIT_SHUTDOWN_DEADLINE_SECONDS",
+        "5",
+        "At shutdown, how long the audit writer may take to flush its queue; what is left is dropped and counted.",
+        "5",
+    ),
 )
 _DEFAULTS: Final = {v.name: v.default for v in VARIABLES}
 
@@ -156,7 +227,7 @@ def _base_url(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name}: {value!r} is not an http(s) URL")
-    if parts.query or parts.fragment or parts.username or parts.password:
+    if "?" in value or "#" in value or parts.username or parts.password:
         raise ConfigError(f"{name}: {value!r} must not carry a query, fragment or credentials")
     return value
 
@@ -180,6 +251,92 @@ def _realm_names(name: str, value: str) -> tuple[str, ...]:
 
 
 _ROLE_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+_SCHEMA_RE: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_DRIVERS: Final = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+
+class Secret:
+    """A value never shown as is: `str`/`repr` give `shown` (a masked form); `reveal()` the value.
+
+    Not a dataclass, so `dataclasses.asdict(settings)` cannot unfold it either.
+    """
+
+    __slots__ = ("_shown", "_value")
+
+    def __init__(self, value: str, shown: str = "**********") -> None:
+        self._value = value
+        self._shown = shown
+
+    def reveal(self) -> str:
+        """The secret value itself, for the one place that needs it."""
+        return self._value
+
+    def __str__(self) -> str:
+        return self._shown
+
+    def __repr__(self) -> str:
+        return f"Secret({self._shown!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _float(name: str, value: str, *, low: float, high: float) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not a number") from None
+    if not low <= number <= high:  # also refuses nan
+        raise ConfigError(f"{name}: {number} is outside {low:g}..{high:g}")
+    return number
+
+
+def _database_url(name: str, value: str) -> Secret:
+    """The URL with its driver made explicit (asyncpg or aiosqlite), shown with passwords masked."""
+    try:
+        url = make_url(value.strip())
+    except ArgumentError:
+        raise ConfigError(
+            f"{name}: not a database URL (expected postgresql+asyncpg:// or sqlite+aiosqlite://)"
+        ) from None
+    driver = _DRIVERS.get(url.drivername)
+    if driver is None:
+        raise ConfigError(
+            f"{name}: driver {url.drivername!r} not supported; use postgresql+asyncpg or sqlite+aiosqlite"
+        )
+    url = url.set(drivername=driver)
+    hidden = {k: "redacted" for k in url.query if "pass" in k.lower() or "secret" in k.lower()}
+    shown = url.update_query_dict(hidden).render_as_string(hide_password=True)
+    return Secret(url.render_as_string(hide_password=False), shown)
+
+
+def _auto_migrate(name: str, value: str, url: Secret) -> bool:
+    choice = value.strip().lower()
+    if choice == "auto":
+        return url.reveal().startswith("sqlite")
+    if choice in ("true", "1", "yes", "on"):
+        return True
+    if choice in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: {value!r} is not auto, true or false")
+
+
+def _schema(name: str, value: str) -> str | None:
+    schema = value.strip()
+    if not schema:
+        return None
+    if not _SCHEMA_RE.fullmatch(schema):
+        raise ConfigError(f"{name}: {schema!r} is not a lowercase SQL identifier ([a-z_][a-z0-9_]*, <= 63)")
+    return schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +355,9 @@ class Settings:
     forbidden_roles: frozenset[str] = frozenset({"admin"})
     max_token_bytes: int = 16384
     max_body_bytes: int = 1048576
+    token_cache_size: int = 100000
+    token_cache_rejections_size: int = 10000
+    token_cache_ttl: int = 300
     jwks_ttl: int = 600
     jwks_min_refetch: int = 10
     jwks_retry: int = 2
@@ -212,6 +372,18 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     dev_mode: bool = field(default=False)
+    database_url: Secret = field(
+        default=Secret("sqlite+aiosqlite:///var/webhook.sqlite3", "sqlite+aiosqlite:///var/webhook.sqlite3")
+    )
+    database_schema: str | None = None
+    database_auto_migrate: bool = True
+    audit_queue_size: int = 10000
+    audit_batch_size: int = 500
+    audit_flush_interval: float = 1.0
+    audit_retry_max: float = 30.0
+    audit_retention_days: int = 90
+    audit_prune_interval: float = 3600.0
+    audit_shutdown_deadline: float = 5.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, require_keycloak: bool = True) -> Settings:
@@ -262,6 +434,8 @@ class Settings:
         if log_format not in ("json", "console"):
             raise ConfigError(f"LOG_FORMAT: {log_format!r} is not json or console")
 
+        database_url = _database_url("DATABASE_URL", get("DATABASE_URL"))
+
         return cls(
             keycloak_url=keycloak_url,
             issuer_urls=issuers or (keycloak_url,),
@@ -275,19 +449,18 @@ class Settings:
             forbidden_roles=frozenset(roles["FORBIDDEN_ROLES"]),
             max_token_bytes=_int("MAX_TOKEN_BYTES", get("MAX_TOKEN_BYTES"), low=1024, high=1048576),
             max_body_bytes=_int("MAX_BODY_BYTES", get("MAX_BODY_BYTES"), low=4096, high=67108864),
-            jwks_ttl=_int("JWKS_TTL_SECONDS", get("JWKS_TTL_SECONDS"), low=10, high=86400),
-            jwks_min_refetch=_int(
-                "JWKS_MIN_REFETCH_SECONDS", get("JWKS_MIN_REFETCH_SECONDS"), low=0, high=3600
+            token_cache_size=_int("TOKEN_CACHE_SIZE", get("TOKEN_CACHE_SIZE"), low=0, high=10_000_000),
+            token_cache_rejections_size=_int(
+                "TOKEN_CACHE_REJECTIONS_SIZE", get("TOKEN_CACHE_REJECTIONS_SIZE"), low=0, high=10_000_000
             ),
+            token_cache_ttl=_int("TOKEN_CACHE_TTL_SECONDS", get("TOKEN_CACHE_TTL_SECONDS"), low=1, high=86400),
+            jwks_ttl=_int("JWKS_TTL_SECONDS", get("JWKS_TTL_SECONDS"), low=10, high=86400),
+            jwks_min_refetch=_int("JWKS_MIN_REFETCH_SECONDS", get("JWKS_MIN_REFETCH_SECONDS"), low=0, high=3600),
             jwks_retry=_int("JWKS_RETRY_SECONDS", get("JWKS_RETRY_SECONDS"), low=0, high=3600),
             jwks_max_stale=_int("JWKS_MAX_STALE_SECONDS", get("JWKS_MAX_STALE_SECONDS"), low=0, high=604800),
-            jwks_fetch_timeout=_int(
-                "JWKS_FETCH_TIMEOUT_SECONDS", get("JWKS_FETCH_TIMEOUT_SECONDS"), low=1, high=60
-            ),
+            jwks_fetch_timeout=_int("JWKS_FETCH_TIMEOUT_SECONDS", get("JWKS_FETCH_TIMEOUT_SECONDS"), low=1, high=60),
             jwks_max_bytes=_int("JWKS_MAX_BYTES", get("JWKS_MAX_BYTES"), low=1024, high=16777216),
-            jwks_negative_ttl=_int(
-                "JWKS_NEGATIVE_TTL_SECONDS", get("JWKS_NEGATIVE_TTL_SECONDS"), low=0, high=86400
-            ),
+            jwks_negative_ttl=_int("JWKS_NEGATIVE_TTL_SECONDS", get("JWKS_NEGATIVE_TTL_SECONDS"), low=0, high=86400),
             jwks_max_realms=_int("JWKS_MAX_REALMS", get("JWKS_MAX_REALMS"), low=1, high=1000000),
             jwks_max_concurrent_fetches=_int(
                 "JWKS_MAX_CONCURRENT_FETCHES", get("JWKS_MAX_CONCURRENT_FETCHES"), low=1, high=1000
@@ -296,14 +469,32 @@ class Settings:
             log_format=log_format,
             host=get("HOST").strip(),
             port=_int("PORT", get("PORT"), low=0, high=65535),
+            database_url=database_url,
+            database_schema=_schema("DATABASE_SCHEMA", get("DATABASE_SCHEMA")),
+            database_auto_migrate=_auto_migrate("DATABASE_AUTO_MIGRATE", get("DATABASE_AUTO_MIGRATE"), database_url),
+            audit_queue_size=_int("AUDIT_QUEUE_SIZE", get("AUDIT_QUEUE_SIZE"), low=1, high=10_000_000),
+            audit_batch_size=_int("AUDIT_BATCH_SIZE", get("AUDIT_BATCH_SIZE"), low=1, high=100_000),
+            audit_flush_interval=_float(
+                "AUDIT_FLUSH_INTERVAL_SECONDS", get("AUDIT_FLUSH_INTERVAL_SECONDS"), low=0.001, high=3600
+            ),
+            audit_retry_max=_float("AUDIT_RETRY_MAX_SECONDS", get("AUDIT_RETRY_MAX_SECONDS"), low=0.01, high=3600),
+            audit_retention_days=_int("AUDIT_RETENTION_DAYS", get("AUDIT_RETENTION_DAYS"), low=0, high=36500),
+            audit_prune_interval=_float(
+                "AUDIT_PRUNE_INTERVAL_SECONDS", get("AUDIT_PRUNE_INTERVAL_SECONDS"), low=1, high=31_536_000
+            ),
+            audit_shutdown_deadline=_float(
+                "AUDIT_SHUTDOWN_DEADLINE_SECONDS", get("AUDIT_SHUTDOWN_DEADLINE_SECONDS"), low=0, high=3600
+            ),
         )
 
     def describe(self) -> dict[str, object]:
-        """A printable view of the settings (no secrets are held today)."""
+        """A printable view of the settings (secrets masked)."""
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, frozenset):
+            if isinstance(value, Secret):
+                value = str(value)
+            elif isinstance(value, frozenset):
                 value = sorted(value)
             elif isinstance(value, tuple):
                 value = list(value)

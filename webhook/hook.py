@@ -16,13 +16,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
 from webhook.audit import AuditSink, RejectionRecord, token_digest
-from webhook.hookrequest import BadHookBody, HookRequest, bearer_token, from_get, from_post
+from webhook.decisionlog import DecisionLog
+from webhook.hookrequest import BadHookBody, HookRequest, bearer_token, from_get, from_post, requested_role
 from webhook.metrics import Metrics
 from webhook.reasons import Reason, Rejected
 from webhook.session import anonymous_session, choose_role, session_for
@@ -39,15 +40,13 @@ class HookServices:
     verifier: Verifier
     metrics: Metrics
     audit: AuditSink
-    log: Any
+    log: DecisionLog
     anonymous_role: str | None
     max_body_bytes: int
     wall_clock: Callable[[], float]
 
 
-async def _respond(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
+async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
     if extra:
         headers += extra
@@ -106,41 +105,38 @@ class AuthHook:
 async def decide(services: HookServices, request: HookRequest) -> tuple[int, bytes]:
     """The status and JSON body for one hook request; logs, counts and audits the decision."""
     started = time.perf_counter()
-    token: str | None = None
     try:
         token = bearer_token(request)
         if token is None:
             if services.anonymous_role is None:
                 raise Rejected(Reason.MISSING_TOKEN, "no Authorization header")
             services.metrics.anonymous.inc()
-            services.log.info(
-                "auth.decision",
-                result="anonymous",
-                role=services.anonymous_role,
-                request_id=request.request_id,
+            services.log.write(
+                {"result": "anonymous", "role": services.anonymous_role, "request_id": request.request_id}
             )
             return 200, orjson.dumps(anonymous_session(services.anonymous_role))
         identity = await services.verifier.verify(token)
-        role = choose_role(identity, request.role)
+        role = choose_role(identity, requested_role(request))
         session = session_for(identity, role, services.wall_clock())
     except Rejected as exc:
-        _reject(services, request, token, exc)
+        _reject(services, request, exc)
         return 401, orjson.dumps({"error": "unauthorized", "reason": exc.reason.value})
     finally:
         services.metrics.latency.observe(time.perf_counter() - started)
     services.metrics.allowed.inc()
-    services.log.info(
-        "auth.decision",
-        result="allow",
-        realm=identity.realm.name,
-        sub=identity.user_id,
-        role=role,
-        request_id=request.request_id,
+    services.log.write(
+        {
+            "result": "allow",
+            "realm": identity.realm.name,
+            "sub": identity.user_id,
+            "role": role,
+            "request_id": request.request_id,
+        }
     )
     return 200, orjson.dumps(session)
 
 
-def _reject(services: HookServices, request: HookRequest, token: str | None, exc: Rejected) -> None:
+def _reject(services: HookServices, request: HookRequest, exc: Rejected) -> None:
     facts = exc.facts if isinstance(exc, TokenRejected) else TokenFacts()
     realm = exc.realm.name if isinstance(exc, TokenRejected) and exc.realm is not None else None
     record = RejectionRecord(
@@ -149,7 +145,7 @@ def _reject(services: HookServices, request: HookRequest, token: str | None, exc
         detail=exc.detail,
         source="hook",
         hook_mode=request.mode,
-        token_sha256=token_digest(token if token is not None else request.authorization),
+        token_sha256=exc.digest.hex() if isinstance(exc, TokenRejected) else token_digest(request.authorization),
         realm=realm,
         facts=facts,
         client_ip=request.client_ip,
@@ -158,6 +154,4 @@ def _reject(services: HookServices, request: HookRequest, token: str | None, exc
     )
     services.metrics.rejected[exc.reason].inc()
     services.audit.submit(record)
-    services.log.info(
-        "auth.decision", result="reject", request_id=record.request_id, **record.as_log_fields()
-    )
+    services.log.write({"result": "reject", "request_id": record.request_id, **record.as_log_fields()})

@@ -258,6 +258,8 @@ class JwksCache:
                     self.on_change(entry.realm.name)
         elif result.missing:
             entry.error = result.error
+            if entry.keys is not None:
+                entry.generation += 1
             entry.keys = None
             entry.missing_until = now + self._policy.negative_ttl
             if self.on_change is not None:

@@ -132,7 +132,7 @@ def parse_jwks(document: bytes, allowed: frozenset[str]) -> RealmKeys:
     for jwk in raw_keys:
         try:
             key = _usable_key(jwk, seen, allowed)
-        except Exception:  # noqa: BLE001 - any malformed key (wrong member types...) is skipped, never fatal
+        except Exception:
             key = None
         if key is None:
             ignored += 1

@@ -2,15 +2,19 @@
 
 Rules of this module:
 - Label values come from closed sets only (results, `Reason` codes, fetch outcomes): a token can
-  never create a new time series.
+  never create a new time series. Realm labels are the one open set: `RealmLabels` bounds them.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterable, Iterator
+from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from webhook.realms import parse_realm_name
 from webhook.reasons import Reason
 
 FETCH_OUTCOMES: Final = (
@@ -25,6 +29,11 @@ FETCH_OUTCOMES: Final = (
     "capacity",
 )
 LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+AUDIT_BATCH_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+AUDIT_DROP_CAUSES: Final = ("queue_full", "shutdown")
+MAX_REALM_LABELS: Final = 100
+OTHER_REALM: Final = "other"
+NO_REALM: Final = "none"
 
 
 class Metrics:
@@ -54,7 +63,102 @@ class Metrics:
         self.anonymous = self.decisions.labels("anonymous", "")
         self.rejected = {reason: self.decisions.labels("reject", reason.value) for reason in Reason}
         self.fetch = {outcome: self.jwks_fetches.labels(outcome) for outcome in FETCH_OUTCOMES}
+        self.rejections = Counter(
+            "webhook_rejections_total",
+            "Rejections by reason and realm (realm: a trusted realm name, 'other' past the label cap "
+            "or for realms Keycloak does not know, 'none' when no realm was resolved).",
+            ["reason", "realm"],
+            registry=self.registry,
+        )
+        self.audit_queue_depth = Gauge(
+            "webhook_audit_queue_depth", "Rejection records waiting for the audit writer.", registry=self.registry
+        )
+        self.audit_batch_seconds = Histogram(
+            "webhook_audit_batch_seconds",
+            "Time to write one audit batch (one transaction), failed attempts included.",
+            buckets=AUDIT_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        audit_dropped = Counter(
+            "webhook_audit_dropped_total",
+            "Rejection records never written: queue full, or still queued when the shutdown deadline passed.",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.audit_dropped = {cause: audit_dropped.labels(cause) for cause in AUDIT_DROP_CAUSES}
+        self.audit_written = Counter(
+            "webhook_audit_written_total",
+            "Rejection records written to the audit table (folded repeats count one each).",
+            registry=self.registry,
+        )
+        self.audit_write_errors = Counter(
+            "webhook_audit_write_errors_total",
+            "Failed audit batch writes (each is retried with backoff).",
+            registry=self.registry,
+        )
+
+    def watch_token_cache(self, cache: TokenCacheStats) -> None:
+        """Expose the verified-token cache's hit/miss counts and sizes, read at scrape time (no hot-path cost)."""
+        self.registry.register(_TokenCacheCollector(cache))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
         return generate_latest(self.registry)
+
+
+class RealmLabels:
+    """Bounded realm label values for `webhook_rejections_total`.
+
+    A realm gets its own label when it is a trusted realm (tenant/event pattern or an extra realm)
+    and fewer than `cap` realms have one yet (prefetched realms are labelled first); otherwise it
+    is `other`. A rejection without a resolved realm is `none`.
+    """
+
+    __slots__ = ("_cap", "_extra", "_labels")
+
+    def __init__(self, extra_realms: Iterable[str], known: Iterable[str] = (), cap: int = MAX_REALM_LABELS) -> None:
+        self._extra = frozenset(extra_realms)
+        self._cap = cap
+        self._labels: set[str] = set()
+        for realm in known:
+            self.label(realm)
+
+    def label(self, realm: str | None, reason: Reason | None = None) -> str:
+        """The label value for `realm` (recording it while under the cap)."""
+        if realm is None:
+            return NO_REALM
+        if realm in self._labels:
+            return realm
+        if reason is Reason.UNKNOWN_REALM or len(self._labels) >= self._cap:
+            return OTHER_REALM
+        if realm not in self._extra and parse_realm_name(realm) is None:
+            return OTHER_REALM
+        self._labels.add(realm)
+        return realm
+
+
+class TokenCacheStats(Protocol):
+    """What the metrics read from the verified-token cache."""
+
+    hits: int
+    misses: int
+
+    def sizes(self) -> tuple[int, int]: ...
+
+
+class _TokenCacheCollector(Collector):
+    def __init__(self, cache: TokenCacheStats) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(
+            "webhook_token_cache_lookups", "Verified-token cache lookups by result.", labels=["result"]
+        )
+        lookups.add_metric(["hit"], self._cache.hits)
+        lookups.add_metric(["miss"], self._cache.misses)
+        yield lookups
+        entries = GaugeMetricFamily("webhook_token_cache_entries", "Entries held, by kind.", labels=["kind"])
+        good, bad = self._cache.sizes()
+        entries.add_metric(["verified"], good)
+        entries.add_metric(["rejected"], bad)
+        yield entries

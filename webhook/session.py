@@ -49,9 +49,7 @@ def _string(value: object, name: str) -> str:
     return value
 
 
-def identity_from_claims(
-    claims: Mapping[str, Any], realm: Realm, forbidden_roles: frozenset[str]
-) -> Identity:
+def identity_from_claims(claims: Mapping[str, Any], realm: Realm, forbidden_roles: frozenset[str]) -> Identity:
     """The identity of verified `claims` from `realm`; `Rejected` if the Hasura claims are unusable."""
     namespace = claims.get(HASURA_NAMESPACE)
     if type(namespace) is not dict:

@@ -15,6 +15,7 @@ action handlers both call `Verifier.verify`, so a token means the same thing eve
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from webhook.jwks import JwksCache
@@ -31,17 +32,19 @@ from webhook.token import (
     verify_signature,
 )
 from webhook.token import parse as parse_token
+from webhook.tokencache import CachedRejection, VerifiedTokenCache
 
 
 class TokenRejected(Rejected):
-    """`Rejected` plus the token's claimed facts; raised by `Verifier.verify`."""
+    """`Rejected` plus the token's claimed facts and digest; raised by `Verifier.verify`."""
 
-    __slots__ = ("facts", "realm")
+    __slots__ = ("digest", "facts", "realm")
 
-    def __init__(self, rejected: Rejected, facts: TokenFacts, realm: Realm | None) -> None:
+    def __init__(self, rejected: Rejected, facts: TokenFacts, realm: Realm | None, digest: bytes) -> None:
         super().__init__(rejected.reason, rejected.detail)
         self.facts = facts
         self.realm = realm
+        self.digest = digest
 
 
 class Verifier:
@@ -57,6 +60,7 @@ class Verifier:
         forbidden_roles: frozenset[str],
         max_token_bytes: int,
         wall_clock: Callable[[], float],
+        token_cache: VerifiedTokenCache | None = None,
     ) -> None:
         self._realms = realms
         self._cache = cache
@@ -66,9 +70,18 @@ class Verifier:
         self._forbidden = forbidden_roles
         self._max_bytes = max_token_bytes
         self._now = wall_clock
+        self._tokens = token_cache
 
     async def verify(self, token: str) -> Identity:
         """The identity `token` proves; `TokenRejected` with the reason of the first failed check."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        tokens = self._tokens
+        if tokens is not None:
+            cached = tokens.get(digest)
+            if type(cached) is Identity:
+                return cached
+            if type(cached) is CachedRejection:
+                raise TokenRejected(Rejected(cached.reason, cached.detail), cached.facts, cached.realm, digest)
         parsed: ParsedToken | None = None
         realm: Realm | None = None
         try:
@@ -81,9 +94,15 @@ class Verifier:
             key = self._cache.cached_key(realm, kid) or await self._cache.key_for(realm, kid)
             verify_signature(parsed, key, self._registry)
             check_claims(parsed.claims, self._claims, self._now())
-            return identity_from_claims(parsed.claims, realm, self._forbidden)
+            identity = identity_from_claims(parsed.claims, realm, self._forbidden)
         except Rejected as exc:
-            raise TokenRejected(exc, TokenFacts.of(parsed), realm) from None
+            facts = TokenFacts.of(parsed)
+            if tokens is not None:
+                tokens.put_rejection(digest, CachedRejection(exc.reason, exc.detail, facts, realm))
+            raise TokenRejected(exc, facts, realm, digest) from None
+        if tokens is not None:
+            tokens.put_identity(digest, identity)
+        return identity
 
     def explain_parse(self, token: str) -> tuple[TokenFacts, Realm | None]:
         """What a token claims (for `webhook explain`), without verifying or fetching anything."""

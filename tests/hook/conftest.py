@@ -4,6 +4,7 @@ by uvicorn on loopback, and Hasura stand-ins calling it in GET and POST mode."""
 from __future__ import annotations
 
 import contextlib
+import io
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -11,11 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.audit import MemorySink
 from webhook.config import Settings
+from webhook.decisionlog import DecisionLog
 from webhook.metrics import Metrics
 from webhook.testing.hasura import HasuraStandIn
 from webhook.testing.keycloak import AttackerHost, FakeKeycloak, FakeRealm
@@ -38,6 +41,13 @@ class Stack:
     tenant: FakeRealm
     other: FakeRealm
     event: FakeRealm
+    log: DecisionLog
+
+    def decision_lines(self) -> list[dict[str, Any]]:
+        self.log.flush()
+        stream = self.log._stream
+        assert isinstance(stream, io.BytesIO)
+        return [orjson.loads(line) for line in stream.getvalue().splitlines()]
 
     def hasura(self, mode: str) -> HasuraStandIn:
         assert mode in ("GET", "POST")
@@ -72,9 +82,10 @@ def make_stack() -> StackFactory:
             environ = {"KEYCLOAK_URL": keycloak.url, "PREFETCH_REALMS": tenant.name, **env}
             settings = Settings.from_environ(environ)
             audit, metrics = MemorySink(), Metrics()
-            app = create_app(settings, Dependencies(audit=audit, metrics=metrics))
+            log = DecisionLog(io.BytesIO())
+            app = create_app(settings, Dependencies(audit=audit, metrics=metrics, decision_log=log))
             async with serve_asgi(app, lifespan="on") as running, httpx.AsyncClient() as client:
-                stack = Stack(keycloak, attacker, app, running.url, client, audit, metrics, tenant, other, event)
+                stack = Stack(keycloak, attacker, app, running.url, client, audit, metrics, tenant, other, event, log)
                 await stack.prefetched()
                 yield stack
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import orjson
 import pytest
-from structlog.testing import capture_logs
 
 from tests.hook.conftest import EVENT, OTHER_TENANT, TENANT, Stack, StackFactory, bearer
 
@@ -165,18 +165,19 @@ async def test_cache_control_never_outlives_the_token(stack: Stack) -> None:
 
 
 async def test_decision_is_logged_once_without_the_token(stack: Stack) -> None:
-    """Each decision is one structured log line; neither it nor any field holds the token."""
+    """Each decision is one JSON log line; neither it nor any field holds the token."""
     token = stack.keycloak.mint(stack.tenant.name)
     bad = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
-    with capture_logs() as logs:
-        await stack.hasura("GET").authenticate(bearer(token))
-        await stack.hasura("POST").authenticate({**bearer(bad), "X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
-    decisions = [entry for entry in logs if entry["event"] == "auth.decision"]
+    await stack.hasura("GET").authenticate(bearer(token))
+    await stack.hasura("POST").authenticate({**bearer(bad), "X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
+    decisions = stack.decision_lines()
+    assert [d["event"] for d in decisions] == ["auth.decision"] * 2
     assert [d["result"] for d in decisions] == ["allow", "reject"]
     assert decisions[1]["reason"] == "bad_signature"
     assert decisions[1]["client_ip"] == "203.0.113.9"
     assert decisions[1]["kid"] == stack.tenant.active_kid
-    blob = repr(logs)
+    assert decisions[1]["token_sha256"] == hashlib.sha256(bad.encode()).hexdigest()
+    blob = repr(decisions)
     for text in (token, bad):
         assert not any(text[i : i + 20] in blob for i in range(0, len(text) - 20, 7))
 
@@ -234,3 +235,25 @@ async def test_other_tenant_realm_token_cannot_claim_our_tenant(stack: Stack) ->
     verdict = await stack.hasura("GET").authenticate(bearer(token))
     assert orjson.loads(verdict.hook_body)["reason"] == "realm_mismatch"
     assert OTHER_TENANT in stack.other.name
+
+
+async def test_roles_applied_after_the_token_cache(stack: Stack) -> None:
+    """The same (cached) token answers each request with the role it asks for, and refuses a bad one."""
+    token = stack.keycloak.mint(stack.tenant.name)
+    hasura = stack.hasura("GET")
+    assert (await hasura.authenticate(bearer(token))).role == "admin-user"
+    assert (await hasura.authenticate({**bearer(token), "X-Hasura-Role": "tenant-read"})).role == "tenant-read"
+    denied = await hasura.authenticate({**bearer(token), "X-Hasura-Role": "nope"})
+    assert denied.outcome == "access-denied"
+    text = (await stack.client.get(f"{stack.url}/metrics")).text
+    assert 'webhook_token_cache_lookups_total{result="hit"} 2.0' in text
+
+
+async def test_repeated_bad_token_is_audited_every_time(stack: Stack) -> None:
+    """A cached rejection is still logged, counted and audited on each repeat."""
+    token = stack.keycloak.mint(stack.tenant.name, typ="ID")
+    for _ in range(3):
+        await stack.hasura("GET").authenticate(bearer(token))
+    assert [r.reason for r in stack.audit.records] == ["wrong_token_type"] * 3
+    assert len({r.token_sha256 for r in stack.audit.records}) == 1
+    assert stack.rejections("wrong_token_type") == 3
