@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import orjson
@@ -32,6 +33,7 @@ from webhook.config import Settings
 from webhook.decisionlog import DecisionLog
 from webhook.hook import AuthHook, HookServices
 from webhook.jwks import CachePolicy, JwksCache, JwksFetcher
+from webhook.jwksview import union_jwks
 from webhook.logs import get_logger
 from webhook.metrics import Metrics, RealmLabels
 from webhook.realms import RealmPolicy
@@ -76,11 +78,13 @@ class WebhookApp:
         self.deps = deps or Dependencies()
         self.hook = AuthHook()
         self.runtime: Runtime | None = None
+        self._last_jwks: dict[str, Any] | None = None
         self.router = Starlette(
             routes=[
                 Route("/healthz", self._healthz),
                 Route("/readyz", self._readyz),
                 Route("/metrics", self._metrics),
+                Route("/jwks", self._jwks),
             ],
             lifespan=self._lifespan,
         )
@@ -168,6 +172,22 @@ class WebhookApp:
         body = {"ready": ready, "realms": realms, "errors": errors, "realms_cached": len(runtime.cache)}
         body["audit"] = audit_status(runtime.audit)  # informative: degraded never makes us unready
         return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json")
+
+    async def _jwks(self, _request: Request) -> Response:
+        runtime = self.runtime
+        if runtime is None:
+            return JSONResponse({"error": "starting"}, status_code=503)
+        current = union_jwks(runtime.cache.realm_keys())
+        if current["keys"]:
+            self._last_jwks = current
+        # Keycloak failing past max-stale empties the cache; keep serving the last good set.
+        body = current if current["keys"] or self._last_jwks is None else self._last_jwks
+        max_age = max(10, min(self.settings.jwks_ttl // 2, 300))
+        return Response(
+            orjson.dumps(body),
+            media_type="application/json",
+            headers={"Cache-Control": f"max-age={max_age}"},
+        )
 
     async def _metrics(self, _request: Request) -> Response:
         return Response(self.deps.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -69,7 +70,9 @@ StackFactory = Callable[..., AbstractAsyncContextManager[Stack]]
 @pytest.fixture
 def make_stack() -> StackFactory:
     @contextlib.asynccontextmanager
-    async def factory(*, keycloak_down: bool = False, **env: str) -> AsyncIterator[Stack]:
+    async def factory(
+        *, keycloak_down: bool = False, clock: Callable[[], float] = time.monotonic, **env: str
+    ) -> AsyncIterator[Stack]:
         async with (
             FakeKeycloak.start() as keycloak,
             AttackerHost.start() as attacker,
@@ -83,7 +86,7 @@ def make_stack() -> StackFactory:
             settings = Settings.from_environ(environ)
             audit, metrics = MemorySink(), Metrics()
             log = DecisionLog(io.BytesIO())
-            app = create_app(settings, Dependencies(audit=audit, metrics=metrics, decision_log=log))
+            app = create_app(settings, Dependencies(audit=audit, metrics=metrics, decision_log=log, clock=clock))
             async with serve_asgi(app, lifespan="on") as running, httpx.AsyncClient() as client:
                 stack = Stack(keycloak, attacker, app, running.url, client, audit, metrics, tenant, other, event, log)
                 await stack.prefetched()
