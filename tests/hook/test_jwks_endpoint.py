@@ -37,8 +37,8 @@ async def test_union_of_loaded_realms_signing_keys_only(make_stack: StackFactory
 
         token = stack.keycloak.mint(stack.event.name)
         await stack.hasura("GET").authenticate(bearer(token))
-        kids = {key["kid"] for key in (await stack.client.get(f"{stack.url}/jwks")).json()["keys"]}
-        assert kids == {stack.tenant.active_kid, stack.event.active_kid}
+        loaded = {key["kid"] for key in (await stack.client.get(f"{stack.url}/jwks")).json()["keys"]}
+        assert loaded == {stack.tenant.active_kid, stack.event.active_kid}
 
 
 async def test_last_good_set_served_when_keycloak_fails(make_stack: StackFactory) -> None:
