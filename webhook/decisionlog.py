@@ -26,7 +26,7 @@ import orjson
 class DecisionLog:
     """Buffered writer of decision lines."""
 
-    __slots__ = ("_buffer", "_clock", "_console", "_max", "_second", "_stamp", "_stream", "enabled")
+    __slots__ = ("_buffer", "_clock", "_console", "_max", "_second", "_stamp", "_stream", "dropped", "enabled")
 
     def __init__(
         self,
@@ -45,6 +45,7 @@ class DecisionLog:
         self._second = -1
         self._stamp = ""
         self.enabled = enabled
+        self.dropped = 0  # flushes lost because the stream failed
 
     def _timestamp(self) -> str:
         now = self._clock()
@@ -79,8 +80,11 @@ class DecisionLog:
         if self._buffer:
             data = bytes(self._buffer)
             self._buffer.clear()
-            self._stream.write(data)
-            self._stream.flush()
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (OSError, ValueError):  # stdout closed or broken: logging must never take the service down
+                self.dropped += 1
 
     async def run_flusher(self, interval: float = 0.2) -> None:
         """Forever: flush every `interval` seconds."""

@@ -110,7 +110,7 @@ async def decide(services: HookServices, request: HookRequest) -> tuple[int, byt
         if token is None:
             if services.anonymous_role is None:
                 raise Rejected(Reason.MISSING_TOKEN, "no Authorization header")
-            services.metrics.anonymous.inc()
+            services.metrics.decision.anonymous += 1
             services.log.write(
                 {"result": "anonymous", "role": services.anonymous_role, "request_id": request.request_id}
             )
@@ -122,8 +122,8 @@ async def decide(services: HookServices, request: HookRequest) -> tuple[int, byt
         _reject(services, request, exc)
         return 401, orjson.dumps({"error": "unauthorized", "reason": exc.reason.value})
     finally:
-        services.metrics.latency.observe(time.perf_counter() - started)
-    services.metrics.allowed.inc()
+        services.metrics.decision.observe(time.perf_counter() - started)
+    services.metrics.decision.allowed += 1
     services.log.write(
         {
             "result": "allow",
@@ -152,6 +152,6 @@ def _reject(services: HookServices, request: HookRequest, exc: Rejected) -> None
         user_agent=request.user_agent,
         request_id=request.request_id or uuid.uuid4().hex,
     )
-    services.metrics.rejected[exc.reason].inc()
+    services.metrics.decision.rejected[exc.reason] += 1
     services.audit.submit(record)
     services.log.write({"result": "reject", "request_id": record.request_id, **record.as_log_fields()})

@@ -15,8 +15,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import orjson
 
@@ -38,9 +37,11 @@ class BadHookBody(ValueError):
     """The POST body is not `{"headers": {...}, "request": ...}`; the message says what is wrong."""
 
 
-@dataclass(frozen=True, slots=True)
-class HookRequest:
-    """The parts of one hook call that matter; everything but `authorization`/`role` is untrusted."""
+class HookRequest(NamedTuple):
+    """The parts of one hook call that matter; everything but `authorization`/`role` is untrusted.
+
+    A NamedTuple rather than a frozen dataclass: it is built on every request and is ~3x cheaper.
+    """
 
     mode: Literal["GET", "POST"]
     authorization: str | None = None

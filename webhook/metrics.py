@@ -7,11 +7,12 @@ Rules of this module:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from webhook.realms import parse_realm_name
@@ -41,27 +42,14 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.decisions = Counter(
-            "webhook_decisions_total",
-            "Auth hook decisions by result and reason.",
-            ["result", "reason"],
-            registry=self.registry,
-        )
+        self.decision = DecisionStats()
+        self.registry.register(_DecisionCollector(self.decision))
         self.jwks_fetches = Counter(
             "webhook_jwks_fetches_total", "JWKS fetches by outcome.", ["outcome"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "webhook_decision_seconds",
-            "Time to decide one auth hook request.",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
         self.realms_cached = Gauge(
             "webhook_jwks_realms_cached", "Realms currently held in the JWKS cache.", registry=self.registry
         )
-        self.allowed = self.decisions.labels("allow", "")
-        self.anonymous = self.decisions.labels("anonymous", "")
-        self.rejected = {reason: self.decisions.labels("reject", reason.value) for reason in Reason}
         self.fetch = {outcome: self.jwks_fetches.labels(outcome) for outcome in FETCH_OUTCOMES}
         self.rejections = Counter(
             "webhook_rejections_total",
@@ -162,3 +150,51 @@ class _TokenCacheCollector(Collector):
         entries.add_metric(["verified"], good)
         entries.add_metric(["rejected"], bad)
         yield entries
+
+
+class DecisionStats:
+    """Hook decision counters and the latency histogram as plain numbers (the hot path pays no lock).
+
+    The service decides on one event-loop thread; a collector turns these into
+    `webhook_decisions_total{result,reason}` and `webhook_decision_seconds` at scrape time.
+    """
+
+    __slots__ = ("allowed", "anonymous", "buckets", "rejected", "seconds")
+
+    def __init__(self) -> None:
+        self.allowed = 0
+        self.anonymous = 0
+        self.rejected: dict[Reason, int] = dict.fromkeys(Reason, 0)
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.seconds = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Count one decision's duration."""
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.seconds += seconds
+
+
+class _DecisionCollector(Collector):
+    def __init__(self, stats: DecisionStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        decisions = CounterMetricFamily(
+            "webhook_decisions", "Auth hook decisions by result and reason.", labels=["result", "reason"]
+        )
+        decisions.add_metric(["allow", ""], stats.allowed)
+        decisions.add_metric(["anonymous", ""], stats.anonymous)
+        for reason, count in stats.rejected.items():
+            decisions.add_metric(["reject", reason.value], count)
+        yield decisions
+        cumulative, running = [], 0
+        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), stats.buckets, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        yield HistogramMetricFamily(
+            "webhook_decision_seconds",
+            "Time to decide one auth hook request.",
+            buckets=cumulative,
+            sum_value=stats.seconds,
+        )

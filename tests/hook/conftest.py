@@ -21,6 +21,7 @@ from webhook.audit import MemorySink
 from webhook.config import Settings
 from webhook.decisionlog import DecisionLog
 from webhook.metrics import Metrics
+from webhook.reasons import Reason
 from webhook.testing.hasura import HasuraStandIn
 from webhook.testing.keycloak import AttackerHost, FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi
@@ -55,7 +56,7 @@ class Stack:
         return HasuraStandIn(f"{self.url}/hasura/auth", mode=mode, client=self.client)  # type: ignore[arg-type]
 
     def rejections(self, reason: str) -> float:
-        value = self.metrics.decisions.labels("reject", reason)._value.get()
+        value = self.metrics.decision.rejected[Reason(reason)]
         return float(value)
 
     async def prefetched(self) -> None:
