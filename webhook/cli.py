@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,10 +48,24 @@ def load_settings(*, require_keycloak: bool = True) -> Settings:
 
 
 def app_from_environ() -> Any:
-    """uvicorn factory (`webhook.cli:app_from_environ`) used by `serve --workers N`."""
+    """uvicorn factory (`webhook.cli:app_from_environ`) used by `serve`, in each worker process."""
     settings = load_settings()
     configure(settings.log_level, settings.log_format)
+    tune_gc()
     return create_app(settings)
+
+
+def tune_gc() -> None:
+    """Keep the collector off the hot path of a long-running server.
+
+    Everything imported so far (the libraries) is frozen out of collections, and young-generation
+    collections run every 50,000 allocations instead of 700: a cold verification allocates a few
+    hundred objects, and with 100,000 cached identities the default thresholds made full
+    collections show up as p99 latency spikes.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -21,6 +21,7 @@ _UUID: Final = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 TENANT_REALM_RE: Final = re.compile(rf"tenant-(?P<tenant>{_UUID})(?:-event-(?P<event>{_UUID}))?")
 REALM_NAME_RE: Final = re.compile(r"(?!\.+$)[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_ISSUER_CHARS: Final = 512
+MAX_KNOWN_REALMS: Final = 10000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,19 +44,27 @@ def parse_realm_name(name: str) -> Realm | None:
 class RealmPolicy:
     """Maps an unverified `iss` to a trusted `Realm`, or rejects it with `unknown_issuer`."""
 
-    __slots__ = ("_extra", "_keycloak_url", "_prefixes")
+    __slots__ = ("_extra", "_keycloak_url", "_known", "_prefixes")
 
     def __init__(self, issuer_urls: tuple[str, ...], extra_realms: frozenset[str], keycloak_url: str) -> None:
         self._prefixes = tuple(f"{base}/realms/" for base in issuer_urls)
         self._extra = extra_realms
         self._keycloak_url = keycloak_url
+        self._known: dict[str, Realm] = {}
 
     def realm_for_name(self, name: str) -> Realm | None:
         """The trusted realm with this name, or None. A tenant/event name keeps its tenant binding
         even if it is also listed as an extra realm."""
+        realm = self._known.get(name)
+        if realm is not None:
+            return realm
         realm = parse_realm_name(name)
         if realm is None and name in self._extra:
-            return Realm(name, None, None)
+            realm = Realm(name, None, None)
+        if realm is not None:
+            if len(self._known) >= MAX_KNOWN_REALMS:
+                self._known.clear()
+            self._known[name] = realm  # one shared object per realm: cached identities point to it
         return realm
 
     def realm_from_issuer(self, iss: object) -> Realm:

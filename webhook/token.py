@@ -33,7 +33,6 @@ ALLOWED_HEADERS: Final = frozenset({"alg", "kid", "typ"})
 MAX_HEADER_SEGMENT: Final = 1024
 MAX_CLAIM_CHARS: Final = 256  # cap on claimed strings copied into logs and audit records
 _B64_TRANSLATE: Final = bytes.maketrans(b"-_", b"+/")
-_FORBIDDEN_B64: Final = frozenset(b"+/=")
 _B64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _B64_VALUE: Final = {c: i for i, c in enumerate(_B64_ALPHABET)}
 _UNUSED_BITS: Final = {2: 0x0F, 3: 0x03}  # segment length mod 4 -> bits of the last char that must be 0
@@ -103,7 +102,8 @@ def _is_number(value: object) -> bool:
 def b64url_decode(segment: bytes) -> bytes:
     """Strict base64url (RFC 7515 section 2): no padding, canonical, URL alphabet only."""
     rest = len(segment) % 4
-    if rest == 1 or not _FORBIDDEN_B64.isdisjoint(segment):
+    # three memchr scans: iterating a 4 KB segment byte by byte costs more than the RSA verify
+    if rest == 1 or b"=" in segment or b"+" in segment or b"/" in segment:
         raise ValueError("not strict base64url")
     if rest and _B64_VALUE.get(segment[-1], 0) & _UNUSED_BITS[rest]:
         raise ValueError("non-canonical base64url: unused trailing bits set")
