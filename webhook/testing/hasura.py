@@ -10,6 +10,14 @@ Rules of this module (from Hasura's ``Auth/WebHook.hs``, see shared/design/hasur
   body is not sent.
 - No header of the HTTP client's own defaults leaks in: apart from ``Host`` and ``Content-Length`` the hook
   sees only what Hasura sends.
+- Actions (``call_action``, hasura.md 2.1-2.2): ``POST <handler>`` with body ``{"action": {"name"}, "input",
+  "session_variables" (lowercase keys), "request_query"}`` and the headers of ``callWebhook``: the configured
+  headers, then ``Content-Type``/``User-Agent``, then the forwarded client headers (``X-Forwarded-Host``,
+  ``-User-Agent``, ``-Origin`` from the client's ``Host``, ``User-Agent``, ``Origin``, plus every client header
+  but ``commonClientHeadersIgnored`` and ``x-hasura-*``), folded case-insensitively, the last one winning.
+  The answer: 2xx must be JSON (an object holding every non-null output field, or null); 4xx must be
+  ``{"message", "extensions"?, "code"?}`` (``extensions`` replace Hasura's, a bare ``code`` gives
+  ``{"path": "$", "code"}``, neither gives ``unexpected``); anything else, or no answer, is ``unexpected``.
 - Reading the answer: 200 with a JSON object of string values opens a session (keys case-insensitive,
   lower-cased here) if it holds a non-empty ``x-hasura-role``, else "invalid-params"; 200 with anything else,
   any status other than 200/401, and a failed request are "unexpected"; 401 is "access-denied". The expiry
@@ -23,16 +31,20 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 import httpx
 
 __all__ = [
     "COMMON_CLIENT_HEADERS_IGNORED",
     "DEFAULT_QUERY",
+    "ActionVerdict",
     "HasuraStandIn",
     "HasuraVerdict",
     "Outcome",
     "RequestForm",
+    "action_headers",
+    "classify_action_response",
     "classify_hook_response",
 ]
 
@@ -163,12 +175,14 @@ class HasuraStandIn:
         client: httpx.AsyncClient,
         send_request_body: bool = True,
         version: str = "v2.44.0",
+        actions_url: str | None = None,
     ) -> None:
         self.hook_url = hook_url
         self.mode = mode
         self.client = client
         self.send_request_body = send_request_body
         self.version = version
+        self.actions_url = actions_url
 
     @property
     def user_agent(self) -> str:
@@ -239,4 +253,145 @@ class HasuraStandIn:
             response.status_code, response.content, set_cookies=response.headers.get_list("set-cookie")
         )
 
-    # call_action(...) — calling an action handler as Hasura does — will live here.
+    # ---- actions
+
+    def action_url(self, action_name: str) -> str:
+        """The handler URL of an action: ``actions_url`` (default: the hook's origin + ``/actions``) + name."""
+        base = self.actions_url
+        if base is None:
+            parts = urlsplit(self.hook_url)
+            base = f"{parts.scheme}://{parts.netloc}/actions"
+        return f"{base.rstrip('/')}/{action_name}"
+
+    async def call_action(
+        self,
+        action_name: str,
+        input: Mapping[str, Any],
+        session_variables: Mapping[str, str],
+        client_headers: Sequence[tuple[str, str]] | Mapping[str, str],
+        *,
+        secret: str | None,
+        secret_header: str = "X-Actions-Secret",  # noqa: S107 - a header name
+        required: Sequence[str] = ("id",),
+        request_query: str | None = None,
+        handler_url: str | None = None,
+        timeout_seconds: float = 30.0,
+    ) -> ActionVerdict:
+        """Call a synchronous action's handler as Hasura does and judge the answer as Hasura would.
+
+        ``secret`` is the value of the configured ``secret_header`` (None: no configured header);
+        ``required`` lists the output type's non-null fields; ``timeout_seconds`` is the action's ``timeout``
+        (Hasura's default: 30).
+        """
+        conf = [(secret_header, secret)] if secret is not None else []
+        headers = action_headers(conf, self._default_headers(), client_headers)
+        body = {
+            "action": {"name": action_name},
+            "input": dict(input),
+            "session_variables": {name.lower(): value for name, value in session_variables.items()},
+            "request_query": request_query,
+        }
+        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        built = self.client.build_request(
+            "POST",
+            handler_url or self.action_url(action_name),
+            headers=headers,
+            content=content,
+            timeout=timeout_seconds,
+        )
+        allowed = {name.lower() for name, _ in headers} | {"host", "content-length"}
+        for name in {name.lower() for name in built.headers}:
+            if name not in allowed:
+                del built.headers[name]
+        sent = tuple(built.headers.multi_items())
+        try:
+            response = await self.client.send(built)
+        except httpx.HTTPError:
+            return ActionVerdict(0, b"", "unexpected", None, _ACTION_FAILED, None, sent)
+        return classify_action_response(response.status_code, response.content, required=required, sent=sent)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionVerdict:
+    """What Hasura makes of one action handler call."""
+
+    status: int  # 0 when no HTTP answer came back
+    body: bytes
+    outcome: Literal["data", "error", "unexpected"]
+    data: Any  # the action's output (outcome "data")
+    message: str | None  # the GraphQL error message (outcomes "error" and "unexpected")
+    extensions: dict[str, Any] | None  # the GraphQL error's extensions (outcome "error")
+    sent_headers: tuple[tuple[str, str], ...] = ()  # what the handler received
+
+    @property
+    def code(self) -> str | None:
+        """The error code the client sees: ``extensions.code``, or "unexpected"."""
+        if self.outcome == "unexpected":
+            return "unexpected"
+        if self.extensions is None:
+            return None
+        code = self.extensions.get("code")
+        return code if isinstance(code, str) else None
+
+
+_ACTION_FAILED = "http exception when calling webhook"
+_NOT_JSON = "not a valid json response from webhook"
+_INTERNAL = "internal error"
+
+
+def action_headers(
+    configured: Sequence[tuple[str, str]],
+    defaults: Sequence[tuple[str, str]],
+    client_headers: Sequence[tuple[str, str]] | Mapping[str, str],
+) -> list[tuple[str, str]]:
+    """Hasura's ``callWebhook`` headers: ``Map.fromList (conf <> defaults <> mkClientHeadersForward client)``."""
+    pairs = _header_pairs(client_headers)
+    renamed = {"host": "X-Forwarded-Host", "user-agent": "X-Forwarded-User-Agent", "origin": "X-Forwarded-Origin"}
+    forwarded = [(renamed[name.lower()], value) for name, value in pairs if name.lower() in renamed]
+    forwarded += [
+        (name, value)
+        for name, value in pairs
+        if name.lower() not in COMMON_CLIENT_HEADERS_IGNORED and not name.lower().startswith("x-hasura-")
+    ]
+    folded: dict[str, tuple[str, str]] = {}
+    for name, value in [*configured, *defaults, *forwarded]:
+        folded[name.lower()] = (name, value)
+    return list(folded.values())
+
+
+def classify_action_response(
+    status: int, body: bytes, *, required: Sequence[str] = ("id",), sent: tuple[tuple[str, str], ...] = ()
+) -> ActionVerdict:
+    """Interpret an action handler's answer the way Hasura v2 does (``callWebhook``)."""
+    try:
+        decoded: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        decoded = _NOT_DECODED
+    if 200 <= status < 300:
+        if decoded is _NOT_DECODED:
+            return ActionVerdict(status, body, "unexpected", None, _NOT_JSON, None, sent)
+        if decoded is None:
+            return ActionVerdict(status, body, "data", None, None, None, sent)
+        if not isinstance(decoded, dict):
+            message = f"expecting object for action output, got {type(decoded).__name__}"
+            return ActionVerdict(status, body, "unexpected", None, message, None, sent)
+        for name in required:
+            if decoded.get(name) is None:
+                message = f'expecting not null value for field "{name}"'
+                return ActionVerdict(status, body, "unexpected", None, message, None, sent)
+        return ActionVerdict(status, body, "data", decoded, None, None, sent)
+    if 400 <= status < 500:
+        if not isinstance(decoded, dict) or not isinstance(decoded.get("message"), str):
+            return ActionVerdict(status, body, "unexpected", None, _INTERNAL, None, sent)
+        extensions = decoded.get("extensions")
+        if isinstance(extensions, dict):
+            shown = dict(extensions)
+        elif isinstance(decoded.get("code"), str):
+            shown = {"path": "$", "code": decoded["code"]}
+        else:
+            shown = {"path": "$", "code": "unexpected"}
+        return ActionVerdict(status, body, "error", None, decoded["message"], shown, sent)
+    return ActionVerdict(status, body, "unexpected", None, _INTERNAL, None, sent)
+
+
+_NOT_DECODED: Final = object()

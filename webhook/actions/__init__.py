@@ -1,0 +1,6 @@
+"""Hasura action handlers: `POST /actions/{name}` (see `endpoint.py`), one module per action.
+
+Adding an action: write `webhook/actions/<noun>.py` with an async handler
+`(ActionContext, ActionCall, Caller) -> dict` and register it in `registry.default_registry()`
+(one line); declare it in `hasura_metadata/actions.graphql` and `actions.yaml`.
+"""

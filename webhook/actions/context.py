@@ -1,0 +1,34 @@
+"""What action handlers are given besides the call: the database, the clock, and who to tell.
+
+Built once by the app's lifespan (the composition root) and shared by every call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from webhook.datastore import DataStore
+
+
+def _nothing(_realm: str) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionContext:
+    """Services shared by the action handlers."""
+
+    store: DataStore
+    wall_clock: Callable[[], float]
+    super_admin_tenant_id: str | None = None
+    #: Called after a commit created a row and its provisioning job (wakes the worker, drops caches).
+    on_created: Callable[[str], None] = field(default=_nothing)
+
+    def now(self) -> dt.datetime:
+        """The current time, UTC-aware, from the injected wall clock."""
+        return dt.datetime.fromtimestamp(self.wall_clock(), dt.UTC)
+
+
+__all__ = ["ActionContext"]
