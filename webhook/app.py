@@ -7,6 +7,10 @@ Rules of this module:
   the dev mode pass fakes here instead of patching. With no audit sink injected, the lifespan
   builds the database sink from the settings (engine, optional auto-migrate, writer task).
 - `/hasura/auth` is dispatched before Starlette's router: it is the hot path.
+- The actions (`POST /actions/{name}`), the realm provisioning worker and the strict realm registry
+  share one `DataStore`, built only when one of them is enabled (ACTIONS_SECRET,
+  PROVISIONING_WORKER, STRICT_REALM_REGISTRY); the worker task is cancelled and awaited before the
+  store is disposed.
 """
 
 from __future__ import annotations
@@ -27,16 +31,26 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from webhook import __version__
+from webhook.actions.auth import ActionAuth
+from webhook.actions.context import ActionContext
+from webhook.actions.endpoint import ActionsEndpoint, ActionServices
+from webhook.actions.registry import ActionRegistry, default_registry
 from webhook.audit import AuditSink
 from webhook.auditwriter import CountingSink, audit_status, db_audit_sink
 from webhook.config import Settings
+from webhook.datastore import DataStore
 from webhook.decisionlog import DecisionLog
 from webhook.hook import AuthHook, HookServices
 from webhook.jwks import CachePolicy, JwksCache, JwksFetcher
 from webhook.jwksview import union_jwks
 from webhook.logs import get_logger
 from webhook.metrics import Metrics, RealmLabels
-from webhook.realms import RealmPolicy
+from webhook.openapi import openapi_json
+from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin
+from webhook.provisioning.templates import PortalUrls
+from webhook.provisioning.worker import ProvisioningWorker, WorkerPolicy
+from webhook.realmregistry import DbRealmRegistry
+from webhook.realms import RealmPolicy, RealmRegistry, tenant_realm_name
 from webhook.token import ClaimsPolicy
 from webhook.tokencache import VerifiedTokenCache
 from webhook.verifier import Verifier
@@ -54,6 +68,9 @@ class Dependencies:
     audit: AuditSink | None = None  # None: the database sink built from the settings
     metrics: Metrics = field(default_factory=Metrics)
     decision_log: DecisionLog | None = None
+    realm_registry: RealmRegistry | None = None  # None: the database registry when STRICT_REALM_REGISTRY
+    actions: ActionRegistry | None = None  # None: every action of the service
+    worker_id: str | None = None  # None: host:pid:random
 
 
 @dataclass(slots=True)
@@ -68,6 +85,9 @@ class Runtime:
     tokens: VerifiedTokenCache
     prefetch: asyncio.Task[int] | None = None
     audit: AuditSink | None = None
+    store: DataStore | None = None
+    worker: ProvisioningWorker | None = None
+    worker_task: asyncio.Task[None] | None = None
 
 
 class WebhookApp:
@@ -77,6 +97,7 @@ class WebhookApp:
         self.settings = settings
         self.deps = deps or Dependencies()
         self.hook = AuthHook()
+        self.actions = ActionsEndpoint(self.deps.actions or default_registry())
         self.runtime: Runtime | None = None
         self._last_jwks: dict[str, Any] | None = None
         self.router = Starlette(
@@ -85,6 +106,8 @@ class WebhookApp:
                 Route("/readyz", self._readyz),
                 Route("/metrics", self._metrics),
                 Route("/jwks", self._jwks),
+                Route("/openapi.json", self._openapi),
+                Route("/actions/{action_name}", self.actions.handle, methods=["POST"]),
             ],
             lifespan=self._lifespan,
         )
@@ -103,7 +126,20 @@ class WebhookApp:
             client = deps.http_client
             if client is None:
                 client = await stack.enter_async_context(http_client(settings))
-            runtime = build_runtime(settings, client, deps)
+            store = None
+            if needs_store(settings):
+                store = DataStore.from_settings(settings)
+                stack.push_async_callback(store.dispose)
+                if not store.ready.is_set():
+                    migration = asyncio.get_running_loop().create_task(
+                        store.migrate_until_ready(get_logger("webhook.datastore"))
+                    )
+                    stack.push_async_callback(_cancel, migration)
+            registry = deps.realm_registry
+            if registry is None and settings.strict_realm_registry and store is not None:
+                registry = realm_registry(settings, store, deps)
+            runtime = build_runtime(settings, client, deps, realm_registry=registry)
+            runtime.store = store
             cache, verifier = runtime.cache, runtime.verifier
             stack.push_async_callback(cache.close)
             loop = asyncio.get_running_loop()
@@ -134,14 +170,18 @@ class WebhookApp:
             flusher = loop.create_task(decisions.run_flusher())
             stack.callback(flusher.cancel)
             self.runtime = runtime
+            counting = CountingSink(audit, deps.metrics, RealmLabels(settings.extra_realms, settings.prefetch_realms))
             self.hook.services = HookServices(
                 verifier=verifier,
                 metrics=deps.metrics,
-                audit=CountingSink(audit, deps.metrics, RealmLabels(settings.extra_realms, settings.prefetch_realms)),
+                audit=counting,
                 log=decisions,
                 anonymous_role=settings.anonymous_role,
                 max_body_bytes=settings.max_body_bytes,
                 wall_clock=deps.wall_clock,
+            )
+            await self._start_actions(
+                stack, runtime=runtime, store=store, client=client, audit=counting, registry=registry
             )
             log.info(
                 "webhook.started",
@@ -156,8 +196,51 @@ class WebhookApp:
                 yield
             finally:
                 self.hook.services = None
+                self.actions.services = None
                 self.runtime = None
                 log.info("webhook.stopping")
+
+    async def _start_actions(
+        self,
+        stack: contextlib.AsyncExitStack,
+        *,
+        runtime: Runtime,
+        store: DataStore | None,
+        client: httpx.AsyncClient,
+        audit: AuditSink,
+        registry: RealmRegistry | None,
+    ) -> None:
+        """The provisioning worker (when enabled) and the actions' services (no store: actions disabled)."""
+        settings, deps = self.settings, self.deps
+        worker = None
+        if settings.provisioning_worker and store is not None:
+            worker = provisioning_worker(settings, store, client, deps)
+            runtime.worker = worker
+            runtime.worker_task = asyncio.get_running_loop().create_task(worker.run(), name="provisioning worker")
+            stack.push_async_callback(_cancel, runtime.worker_task)
+
+        def created(realm: str) -> None:
+            if isinstance(registry, DbRealmRegistry):
+                registry.forget(realm)
+            if worker is not None:
+                worker.notify()
+
+        self.actions.services = ActionServices(
+            auth=ActionAuth(
+                secret=settings.actions_secret, verifier=runtime.verifier, audit=audit, wall_clock=deps.wall_clock
+            ),
+            context=None
+            if store is None
+            else ActionContext(
+                store=store,
+                wall_clock=deps.wall_clock,
+                super_admin_tenant_id=settings.super_admin_tenant_id,
+                on_created=created,
+            ),
+            metrics=deps.metrics,
+            log=get_logger("webhook.actions"),
+            max_body_bytes=settings.max_body_bytes,
+        )
 
     async def _healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -171,6 +254,8 @@ class WebhookApp:
         ready = all(state in ("fresh", "stale") for state in realms.values())
         body = {"ready": ready, "realms": realms, "errors": errors, "realms_cached": len(runtime.cache)}
         body["audit"] = audit_status(runtime.audit)  # informative: degraded never makes us unready
+        if runtime.store is not None:  # informative too: the hook does not need the actions' database
+            body["database"] = "ok" if runtime.store.ready.is_set() else "migrating"
         return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json")
 
     async def _jwks(self, _request: Request) -> Response:
@@ -189,11 +274,79 @@ class WebhookApp:
             headers={"Cache-Control": f"max-age={max_age}"},
         )
 
+    async def _openapi(self, _request: Request) -> Response:
+        return Response(openapi_json(), media_type="application/json")
+
     async def _metrics(self, _request: Request) -> Response:
         return Response(self.deps.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def build_runtime(settings: Settings, client: httpx.AsyncClient, deps: Dependencies) -> Runtime:
+def needs_store(settings: Settings) -> bool:
+    """Whether the actions, the worker or the strict registry need the database."""
+    return settings.actions_secret is not None or settings.provisioning_worker or settings.strict_realm_registry
+
+
+def realm_registry(settings: Settings, store: DataStore, deps: Dependencies) -> DbRealmRegistry:
+    """The strict registry; the realms named in the configuration are always trusted."""
+    always = set(settings.extra_realms) | set(settings.prefetch_realms)
+    if settings.super_admin_tenant_id is not None:
+        always.add(tenant_realm_name(settings.super_admin_tenant_id))
+    return DbRealmRegistry(
+        store,
+        always=always,
+        ttl=settings.realm_cache_ttl,
+        negative_ttl=settings.realm_cache_negative_ttl,
+        max_entries=settings.realm_cache_size,
+        clock=deps.clock,
+        log=get_logger("webhook.realm_registry"),
+    )
+
+
+def provisioning_worker(
+    settings: Settings, store: DataStore, client: httpx.AsyncClient, deps: Dependencies
+) -> ProvisioningWorker:
+    """The worker the settings describe (the admin client's credentials must be set)."""
+    secret = settings.keycloak_admin_client_secret
+    if secret is None:
+        raise ValueError("the provisioning worker needs KEYCLOAK_ADMIN_CLIENT_ID and KEYCLOAK_ADMIN_CLIENT_SECRET")
+    credentials = AdminCredentials(
+        keycloak_url=settings.keycloak_url,
+        realm=settings.keycloak_admin_realm,
+        client_id=settings.keycloak_admin_client_id,
+        client_secret=secret,
+        timeout=settings.keycloak_admin_timeout,
+    )
+    return ProvisioningWorker(
+        store,
+        KeycloakAdmin(client, credentials, clock=deps.clock),
+        policy=WorkerPolicy(
+            poll=settings.provisioning_poll,
+            max_attempts=settings.provisioning_max_attempts,
+            backoff_max=settings.provisioning_backoff_max,
+            lease=settings.provisioning_lease,
+        ),
+        urls=PortalUrls(voting_portal=settings.voting_portal_url, admin_portal=settings.admin_portal_url),
+        log=get_logger("webhook.provisioning"),
+        wall_clock=deps.wall_clock,
+        worker_id=deps.worker_id,
+        metrics=deps.metrics,
+    )
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel a background task and wait until it has stopped."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def build_runtime(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    deps: Dependencies,
+    *,
+    realm_registry: RealmRegistry | None = None,
+) -> Runtime:
     """Realm policy, JWKS cache and verifier for these settings (no task started, no IO yet)."""
     realms = RealmPolicy(settings.issuer_urls, settings.extra_realms, settings.keycloak_url)
     policy = CachePolicy(
@@ -206,6 +359,7 @@ def build_runtime(settings: Settings, client: httpx.AsyncClient, deps: Dependenc
         max_concurrent_fetches=settings.jwks_max_concurrent_fetches,
         fetch_timeout=settings.jwks_fetch_timeout,
         max_bytes=settings.jwks_max_bytes,
+        new_realm_fetch_rate=settings.jwks_new_realm_fetch_rate,
     )
     fetcher = JwksFetcher(client, realms, policy, settings.algorithms)
     cache = JwksCache(fetcher, policy=policy, clock=deps.clock, metrics=deps.metrics)
@@ -223,9 +377,12 @@ def build_runtime(settings: Settings, client: httpx.AsyncClient, deps: Dependenc
         algorithms=settings.algorithms,
         claims=ClaimsPolicy(settings.leeway, settings.audiences, settings.azps),
         forbidden_roles=settings.forbidden_roles,
+        platform_roles=settings.platform_roles,
+        super_admin_tenant=settings.super_admin_tenant_id,
         max_token_bytes=settings.max_token_bytes,
         wall_clock=deps.wall_clock,
         token_cache=tokens,
+        realm_registry=realm_registry,
     )
     deps.metrics.watch_token_cache(tokens)
     return Runtime(settings, cache, verifier, deps.metrics, realms, tokens)

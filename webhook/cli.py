@@ -1,16 +1,18 @@
 """The `webhook` command: a thin click layer over plain functions (uvicorn's CLI shape).
 
 Commands: serve, dev, check-config, probe-jwks REALM, explain, db upgrade|downgrade|current,
-audit list|top|prune. Each reads the settings once; a
+audit list|top|prune, worker, provisioning status|retry|render. Each reads the settings once; a
 bad setting exits with status 2 and a message naming the variable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, NoReturn, TypeVar
@@ -21,12 +23,17 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from webhook import __version__
-from webhook.app import Dependencies, build_runtime, create_app, http_client
+from webhook.app import Dependencies, build_runtime, create_app, http_client, provisioning_worker
 from webhook.auditstore import Filters, TopBy, as_dict, list_rows, prune, top
 from webhook.config import VARIABLES, ConfigError, Settings
+from webhook.datastore import DataStore
 from webhook.db import current_revision, head_revision, make_engine, make_sessionmaker, migrate
+from webhook.httpbounds import BoundedHttpToolsProtocol
 from webhook.jwks import JwksFetcher
-from webhook.logs import configure
+from webhook.logs import configure, get_logger
+from webhook.provisioning.jobs import job_as_dict, list_jobs, requeue
+from webhook.provisioning.templates import PortalUrls, load_template, render
+from webhook.realms import parse_realm_name
 from webhook.reasons import Reason, Rejected
 from webhook.session import choose_role
 from webhook.verifier import TokenRejected
@@ -88,7 +95,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         host=host or settings.host,
         port=settings.port if port is None else port,
         workers=workers,
-        http="httptools",
+        http=BoundedHttpToolsProtocol,  # httptools with request heads capped (webhook/httpbounds.py)
         loop="uvloop",
         lifespan="on",
         access_log=False,
@@ -397,3 +404,108 @@ def audit_prune(*, days: int | None) -> None:
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
     deleted = asyncio.run(_with_engine(settings, lambda engine: prune(engine, cutoff)))
     click.echo(f"deleted {deleted} row(s) last seen before {cutoff.isoformat()}")
+
+
+# -- realm provisioning (issue 5) -------------------------------------------------------------
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Attempt the jobs due now, then exit (status 1 if any failed).")
+def worker(once: bool) -> None:
+    """Run the realm provisioning worker alone (without the HTTP service), until SIGINT/SIGTERM."""
+    settings = load_settings()
+    configure(settings.log_level, settings.log_format)
+    if settings.keycloak_admin_client_secret is None:
+        _fail("the worker needs KEYCLOAK_ADMIN_CLIENT_ID and KEYCLOAK_ADMIN_CLIENT_SECRET")
+    sys.exit(asyncio.run(_run_worker(settings, once=once)))
+
+
+async def _run_worker(settings: Settings, *, once: bool) -> int:
+    store = DataStore.from_settings(settings)
+    try:
+        if not store.ready.is_set():
+            await store.migrate_until_ready(get_logger("webhook.datastore"))
+        async with http_client(settings) as client:
+            runner = provisioning_worker(settings, store, client, Dependencies(http_client=client))
+            if once:
+                attempted = 0
+                while count := await runner.run_once():
+                    attempted += count
+                failed = [o for o in runner.outcomes if o.outcome != "done"]
+                click.echo(f"attempted {attempted} job(s), {len(failed)} not done", err=True)
+                return 1 if failed else 0
+            task = asyncio.create_task(runner.run())
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, task.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return 0
+    finally:
+        await store.dispose()
+
+
+@main.group()
+def provisioning() -> None:
+    """Realm provisioning jobs (the outbox the actions write): status, retry, render a realm."""
+
+
+@provisioning.command("status")
+@click.option("--realm", help="Only this realm.")
+@click.option(
+    "--status", "status_", type=click.Choice(["pending", "running", "done", "failed"]), help="Only this status."
+)
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+@_FORMAT
+def provisioning_status(*, realm: str | None, status_: str | None, limit: int, fmt: str) -> None:
+    """Provisioning jobs, most recently updated first (exit 1 if --realm names no job)."""
+    settings = load_settings(require_keycloak=False)
+    jobs = asyncio.run(_query(settings, lambda session: list_jobs(session, realm=realm, status=status_, limit=limit)))
+    rows = [job_as_dict(job) for job in jobs]
+    if fmt == "json":
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+    else:
+        headers = [("realm", 86), ("status", 8), ("attempts", 8), ("next_attempt_at", 20), ("last_error", 60)]
+        table = [[r["realm"], r["status"], r["attempts"], r["next_attempt_at"][:19], r["last_error"]] for r in rows]
+        click.echo(_table(headers, table))
+    if realm is not None and not rows:
+        sys.exit(1)
+
+
+@provisioning.command("retry")
+@click.argument("realm")
+def provisioning_retry(realm: str) -> None:
+    """Make REALM's failed (or done) job pending again, due now, attempts reset."""
+    settings = load_settings(require_keycloak=False)
+    now = dt.datetime.now(dt.UTC)
+    done = asyncio.run(_with_store(settings, lambda store: requeue(store, realm, now)))
+    if not done:
+        _fail(f"no failed or done job for realm {realm!r}", code=1)
+    click.echo(f"{realm}: pending again")
+
+
+@provisioning.command("render")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant UUID.")
+@click.option("--event", "event_id", default=None, help="Event UUID (an event realm; else a tenant realm).")
+def provisioning_render(tenant_id: str, event_id: str | None) -> None:
+    """Print the realm representation the worker would send Keycloak (from the packaged template)."""
+    settings = load_settings(require_keycloak=False)
+    tenant_id, event_id = tenant_id.lower(), event_id.lower() if event_id else None
+    name = f"tenant-{tenant_id}" + (f"-event-{event_id}" if event_id else "")
+    if parse_realm_name(name) is None:
+        _fail("--tenant and --event must be UUIDs")
+    kind: Literal["tenant", "event"] = "event" if event_id else "tenant"
+    urls = PortalUrls(voting_portal=settings.voting_portal_url, admin_portal=settings.admin_portal_url)
+    realm = render(load_template(kind), kind, tenant_id=tenant_id, event_id=event_id, urls=urls)
+    click.echo(orjson.dumps(realm, option=orjson.OPT_INDENT_2).decode())
+
+
+async def _with_store(settings: Settings, job: Callable[[DataStore], Awaitable[T]]) -> T:
+    """Run `job` with a `DataStore` on the settings' database; exit 1 naming the database on error."""
+    store = DataStore.from_settings(settings)
+    try:
+        return await job(store)
+    except Exception as exc:
+        _fail(f"database {settings.database_url}: {type(exc).__name__}: {exc}", code=1)
+    finally:
+        await store.dispose()

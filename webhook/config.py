@@ -11,7 +11,7 @@ Rules of this module:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
 from urllib.parse import urlsplit
@@ -101,6 +101,13 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "token lists them (a realm admin must not mint Hasura admins).",
         "admin",
     ),
+    Variable(
+        "PLATFORM_ROLES",
+        "platform-operator,tenant-create",
+        "Comma-separated roles granted only to tokens of SUPER_ADMIN_TENANT_ID's realms: a tenant's own "
+        "realm admin can put any role in a token, so platform-wide roles must not come from them.",
+        "platform-operator,tenant-create",
+    ),
     Variable("MAX_TOKEN_BYTES", "16384", "Largest token accepted (Keycloak tokens are ~5 KB).", "16384"),
     Variable("MAX_BODY_BYTES", "1048576", "Largest POST-mode hook body accepted (400 above).", "1048576"),
     Variable(
@@ -155,6 +162,13 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "Most JWKS fetches in flight; a request that would need one more gets jwks_unavailable at once.",
         "8",
     ),
+    Variable(
+        "JWKS_NEW_REALM_FETCH_RATE",
+        "100",
+        "Most fetches per second of realms without keys yet (first use, or said missing); above it "
+        "such a request gets jwks_unavailable at once. Bounds tokens naming thousands of made-up realms.",
+        "100",
+    ),
     Variable("LOG_LEVEL", "info", "debug, info, warning or error.", "info"),
     Variable("LOG_FORMAT", "json", "json (one object per line) or console.", "json"),
     Variable("HOST", "127.0.0.1", "Address `webhook serve` binds.", "0.0.0.0"),
@@ -162,8 +176,9 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable(
         "DATABASE_URL",
         "sqlite+aiosqlite:///var/webhook.sqlite3",
-        "SQLAlchemy URL of the audit database: `sqlite+aiosqlite:///<file>` (dev; the directory is "
-        "created) or `postgresql+asyncpg://user:password@host/db` (`postgres://` and `postgresql://` "
+        "SQLAlchemy URL of the database (audit, tenants, events, provisioning jobs): "
+        "`sqlite+aiosqlite:///<file>` (dev; the directory is created) or "
+        "`postgresql+asyncpg://user:password@host/db` (`postgres://` and `postgresql://` "
         "mean asyncpg). The password is masked in every output.",
         "postgresql+asyncpg://webhook:secret@postgres:5432/webhook",
     ),
@@ -213,6 +228,110 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "5",
         "At shutdown, how long the audit writer may take to flush its queue; what is left is dropped and counted.",
         "5",
+    ),
+    # -- actions and realm provisioning (issue 5) ----------------------------------------------
+    Variable(
+        "ACTIONS_SECRET",
+        "",
+        "Shared secret Hasura sends in `X-Actions-Secret` on every action call (actions.yaml "
+        "`value_from_env: ACTIONS_SECRET`), compared in constant time; at least 16 characters. "
+        "Empty: every action call is answered 401.",
+        "5f0c…(32 random characters)",
+    ),
+    Variable(
+        "SUPER_ADMIN_TENANT_ID",
+        "",
+        "Tenant (UUID) whose tokens may create tenants (`insertTenant`) and create events for any tenant. "
+        "Empty: nobody may.",
+        "90505c8a-23a9-4cdf-a26b-4e19f6a097d5",
+    ),
+    Variable(
+        "KEYCLOAK_ADMIN_REALM",
+        "master",
+        "Realm of the service's own admin client (client-credentials grant) that creates realms.",
+        "master",
+    ),
+    Variable(
+        "KEYCLOAK_ADMIN_CLIENT_ID",
+        "",
+        "Client id of that confidential admin client (service account allowed to create and update realms). "
+        "Required to provision realms.",
+        "election-webhook",
+    ),
+    Variable(
+        "KEYCLOAK_ADMIN_CLIENT_SECRET",
+        "",
+        "Secret of the admin client (masked in every output).",
+        "(from Keycloak: Clients > election-webhook > Credentials)",
+    ),
+    Variable(
+        "KEYCLOAK_ADMIN_TIMEOUT_SECONDS",
+        "30",
+        "Total time allowed for one Keycloak admin API call (creating a realm takes seconds).",
+        "30",
+    ),
+    Variable(
+        "PROVISIONING_WORKER",
+        "auto",
+        "Run the realm provisioning worker inside the service. auto: yes when ACTIONS_SECRET and the admin "
+        "client are set. `webhook worker` runs it on its own.",
+        "false",
+    ),
+    Variable(
+        "PROVISIONING_POLL_SECONDS",
+        "5",
+        "Time between two looks for due provisioning jobs (an action wakes the in-process worker at once).",
+        "5",
+    ),
+    Variable(
+        "PROVISIONING_MAX_ATTEMPTS",
+        "10",
+        "Attempts before a provisioning job is marked failed (`webhook provisioning retry` re-queues it).",
+        "10",
+    ),
+    Variable(
+        "PROVISIONING_BACKOFF_MAX_SECONDS",
+        "300",
+        "Cap of the exponential backoff between two attempts of one provisioning job.",
+        "300",
+    ),
+    Variable(
+        "PROVISIONING_LEASE_SECONDS",
+        "120",
+        "How long a claimed job belongs to its worker; the job of a worker that died is claimable again after it.",
+        "120",
+    ),
+    Variable(
+        "VOTING_PORTAL_URL",
+        "http://127.0.0.1:3000",
+        "Voting portal base URL written into the `voting-portal` client of new realms.",
+        "https://vote.example.org",
+    ),
+    Variable(
+        "ADMIN_PORTAL_URL",
+        "http://127.0.0.1:3002",
+        "Admin portal base URL written into the `admin-portal` client of new realms.",
+        "https://admin.example.org",
+    ),
+    Variable(
+        "STRICT_REALM_REGISTRY",
+        "false",
+        "true: a tenant or event realm is trusted only if its tenant (and event) exist in the database, "
+        "checked before any JWKS fetch (else `unknown_realm`). Realms named in the configuration stay trusted.",
+        "true",
+    ),
+    Variable("REALM_CACHE_SECONDS", "300", "Strict realm registry: how long a registered realm is remembered.", "300"),
+    Variable(
+        "REALM_CACHE_NEGATIVE_SECONDS",
+        "10",
+        "Strict realm registry: how long a realm found unregistered is remembered.",
+        "10",
+    ),
+    Variable(
+        "REALM_CACHE_SIZE",
+        "10000",
+        "Strict realm registry: most realms remembered (least recently used evicted).",
+        "10000",
     ),
 )
 _DEFAULTS: Final = {v.name: v.default for v in VARIABLES}
@@ -330,6 +449,68 @@ def _auto_migrate(name: str, value: str, url: Secret) -> bool:
     raise ConfigError(f"{name}: {value!r} is not auto, true or false")
 
 
+def _bool(name: str, value: str) -> bool:
+    choice = value.strip().lower()
+    if choice in ("true", "1", "yes", "on"):
+        return True
+    if choice in ("false", "0", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: {value!r} is not true or false")
+
+
+_UUID_RE: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MIN_ACTIONS_SECRET_CHARS: Final = 16
+
+
+def _uuid_or_none(name: str, value: str) -> str | None:
+    text = value.strip().lower()
+    if not text:
+        return None
+    if not _UUID_RE.fullmatch(text):
+        raise ConfigError(f"{name}: {value!r} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+    return text
+
+
+def _secret_or_none(name: str, value: str, *, min_chars: int = 1) -> Secret | None:
+    if not value:
+        return None
+    if value != value.strip():
+        raise ConfigError(f"{name}: must not start or end with whitespace")
+    if len(value) < min_chars:
+        raise ConfigError(f"{name}: at least {min_chars} characters are required")
+    return Secret(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Provisioning:
+    """The admin-client and worker settings, validated together (they depend on each other)."""
+
+    admin_realm: str
+    admin_client_id: str
+    admin_client_secret: Secret | None
+    worker: bool
+
+
+def _provisioning(get: Callable[[str], str], actions_secret: Secret | None) -> _Provisioning:
+    realm = get("KEYCLOAK_ADMIN_REALM").strip()
+    if not REALM_NAME_RE.fullmatch(realm):
+        raise ConfigError(f"KEYCLOAK_ADMIN_REALM: {realm!r} is not a valid realm name")
+    client_id = get("KEYCLOAK_ADMIN_CLIENT_ID").strip()
+    secret = _secret_or_none("KEYCLOAK_ADMIN_CLIENT_SECRET", get("KEYCLOAK_ADMIN_CLIENT_SECRET"))
+    if bool(client_id) != (secret is not None):
+        raise ConfigError(
+            "KEYCLOAK_ADMIN_CLIENT_ID: set it together with KEYCLOAK_ADMIN_CLIENT_SECRET (both or neither)"
+        )
+    choice = get("PROVISIONING_WORKER").strip().lower()
+    if choice == "auto":
+        worker = actions_secret is not None and secret is not None
+    else:
+        worker = _bool("PROVISIONING_WORKER", choice)
+        if worker and secret is None:
+            raise ConfigError("PROVISIONING_WORKER: needs KEYCLOAK_ADMIN_CLIENT_ID and KEYCLOAK_ADMIN_CLIENT_SECRET")
+    return _Provisioning(realm, client_id, secret, worker)
+
+
 def _schema(name: str, value: str) -> str | None:
     schema = value.strip()
     if not schema:
@@ -353,6 +534,7 @@ class Settings:
     azps: frozenset[str] = frozenset()
     anonymous_role: str | None = None
     forbidden_roles: frozenset[str] = frozenset({"admin"})
+    platform_roles: frozenset[str] = frozenset({"platform-operator", "tenant-create"})
     max_token_bytes: int = 16384
     max_body_bytes: int = 1048576
     token_cache_size: int = 100000
@@ -367,6 +549,7 @@ class Settings:
     jwks_negative_ttl: int = 60
     jwks_max_realms: int = 1000
     jwks_max_concurrent_fetches: int = 8
+    jwks_new_realm_fetch_rate: int = 100
     log_level: str = "info"
     log_format: str = "json"
     host: str = "127.0.0.1"
@@ -384,6 +567,23 @@ class Settings:
     audit_retention_days: int = 90
     audit_prune_interval: float = 3600.0
     audit_shutdown_deadline: float = 5.0
+    actions_secret: Secret | None = None
+    super_admin_tenant_id: str | None = None
+    keycloak_admin_realm: str = "master"
+    keycloak_admin_client_id: str = ""
+    keycloak_admin_client_secret: Secret | None = None
+    keycloak_admin_timeout: float = 30.0
+    provisioning_worker: bool = False
+    provisioning_poll: float = 5.0
+    provisioning_max_attempts: int = 10
+    provisioning_backoff_max: float = 300.0
+    provisioning_lease: float = 120.0
+    voting_portal_url: str = "http://127.0.0.1:3000"
+    admin_portal_url: str = "http://127.0.0.1:3002"
+    strict_realm_registry: bool = False
+    realm_cache_ttl: float = 300.0
+    realm_cache_negative_ttl: float = 10.0
+    realm_cache_size: int = 10000
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, require_keycloak: bool = True) -> Settings:
@@ -419,7 +619,7 @@ class Settings:
                 )
 
         roles = {}
-        for name in ("ANONYMOUS_ROLE", "FORBIDDEN_ROLES"):
+        for name in ("ANONYMOUS_ROLE", "FORBIDDEN_ROLES", "PLATFORM_ROLES"):
             for role in _csv(get(name)):
                 if not _ROLE_RE.fullmatch(role):
                     raise ConfigError(f"{name}: {role!r} is not a valid role name")
@@ -435,6 +635,8 @@ class Settings:
             raise ConfigError(f"LOG_FORMAT: {log_format!r} is not json or console")
 
         database_url = _database_url("DATABASE_URL", get("DATABASE_URL"))
+        actions_secret = _secret_or_none("ACTIONS_SECRET", get("ACTIONS_SECRET"), min_chars=MIN_ACTIONS_SECRET_CHARS)
+        provisioning = _provisioning(get, actions_secret)
 
         return cls(
             keycloak_url=keycloak_url,
@@ -447,6 +649,7 @@ class Settings:
             azps=frozenset(_csv(get("ALLOWED_AZP"))),
             anonymous_role=(roles["ANONYMOUS_ROLE"] or (None,))[0],
             forbidden_roles=frozenset(roles["FORBIDDEN_ROLES"]),
+            platform_roles=frozenset(roles["PLATFORM_ROLES"]),
             max_token_bytes=_int("MAX_TOKEN_BYTES", get("MAX_TOKEN_BYTES"), low=1024, high=1048576),
             max_body_bytes=_int("MAX_BODY_BYTES", get("MAX_BODY_BYTES"), low=4096, high=67108864),
             token_cache_size=_int("TOKEN_CACHE_SIZE", get("TOKEN_CACHE_SIZE"), low=0, high=10_000_000),
@@ -464,6 +667,9 @@ class Settings:
             jwks_max_realms=_int("JWKS_MAX_REALMS", get("JWKS_MAX_REALMS"), low=1, high=1000000),
             jwks_max_concurrent_fetches=_int(
                 "JWKS_MAX_CONCURRENT_FETCHES", get("JWKS_MAX_CONCURRENT_FETCHES"), low=1, high=1000
+            ),
+            jwks_new_realm_fetch_rate=_int(
+                "JWKS_NEW_REALM_FETCH_RATE", get("JWKS_NEW_REALM_FETCH_RATE"), low=1, high=100000
             ),
             log_level=log_level,
             log_format=log_format,
@@ -485,6 +691,35 @@ class Settings:
             audit_shutdown_deadline=_float(
                 "AUDIT_SHUTDOWN_DEADLINE_SECONDS", get("AUDIT_SHUTDOWN_DEADLINE_SECONDS"), low=0, high=3600
             ),
+            actions_secret=actions_secret,
+            super_admin_tenant_id=_uuid_or_none("SUPER_ADMIN_TENANT_ID", get("SUPER_ADMIN_TENANT_ID")),
+            keycloak_admin_realm=provisioning.admin_realm,
+            keycloak_admin_client_id=provisioning.admin_client_id,
+            keycloak_admin_client_secret=provisioning.admin_client_secret,
+            keycloak_admin_timeout=_float(
+                "KEYCLOAK_ADMIN_TIMEOUT_SECONDS", get("KEYCLOAK_ADMIN_TIMEOUT_SECONDS"), low=0.1, high=600
+            ),
+            provisioning_worker=provisioning.worker,
+            provisioning_poll=_float(
+                "PROVISIONING_POLL_SECONDS", get("PROVISIONING_POLL_SECONDS"), low=0.01, high=3600
+            ),
+            provisioning_max_attempts=_int(
+                "PROVISIONING_MAX_ATTEMPTS", get("PROVISIONING_MAX_ATTEMPTS"), low=1, high=1000
+            ),
+            provisioning_backoff_max=_float(
+                "PROVISIONING_BACKOFF_MAX_SECONDS", get("PROVISIONING_BACKOFF_MAX_SECONDS"), low=0.01, high=86400
+            ),
+            provisioning_lease=_float(
+                "PROVISIONING_LEASE_SECONDS", get("PROVISIONING_LEASE_SECONDS"), low=1, high=86400
+            ),
+            voting_portal_url=_base_url("VOTING_PORTAL_URL", get("VOTING_PORTAL_URL")),
+            admin_portal_url=_base_url("ADMIN_PORTAL_URL", get("ADMIN_PORTAL_URL")),
+            strict_realm_registry=_bool("STRICT_REALM_REGISTRY", get("STRICT_REALM_REGISTRY")),
+            realm_cache_ttl=_float("REALM_CACHE_SECONDS", get("REALM_CACHE_SECONDS"), low=0, high=86400),
+            realm_cache_negative_ttl=_float(
+                "REALM_CACHE_NEGATIVE_SECONDS", get("REALM_CACHE_NEGATIVE_SECONDS"), low=0, high=86400
+            ),
+            realm_cache_size=_int("REALM_CACHE_SIZE", get("REALM_CACHE_SIZE"), low=1, high=10_000_000),
         )
 
     def describe(self) -> dict[str, object]:

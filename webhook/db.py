@@ -8,11 +8,15 @@ Rules of this module:
 - Nothing connects at import time: engines are made by a composition root (the app's lifespan,
   the CLI, `migrations/env.py`) and disposed of by it.
 - Migrations run through Alembic's command API on a connection of our engine, never a subprocess.
+  That API keeps module-level state (`alembic.context`, `alembic.op`), so the migrations of one event
+  loop (the audit writer's and the actions' store may both auto-migrate) run one at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import weakref
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -133,6 +137,17 @@ def _run_command(connection: Connection, action: Literal["upgrade", "downgrade"]
         command.downgrade(config, revision)
 
 
+_MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _migration_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _MIGRATION_LOCKS.get(loop)
+    if lock is None:
+        lock = _MIGRATION_LOCKS[loop] = asyncio.Lock()
+    return lock
+
+
 async def migrate(
     engine: AsyncEngine,
     action: Literal["upgrade", "downgrade"] = "upgrade",
@@ -140,8 +155,8 @@ async def migrate(
     *,
     schema: str | None = None,
 ) -> None:
-    """Upgrade or downgrade the database to `revision`, in one transaction."""
-    async with engine.begin() as connection:
+    """Upgrade or downgrade the database to `revision`, in one transaction (one migration at a time per loop)."""
+    async with _migration_lock(), engine.begin() as connection:
         await ensure_schema(connection, schema)
         await connection.run_sync(_run_command, action, revision)
 

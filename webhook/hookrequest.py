@@ -22,6 +22,7 @@ import orjson
 from webhook.reasons import Reason, Rejected
 
 MAX_FORWARDED_CHARS: Final = 256
+_OWS: Final = " \t"
 _WANTED: Final = {
     "authorization": "authorization",
     "x-hasura-role": "role",
@@ -112,10 +113,12 @@ def bearer_token(request: HookRequest) -> str | None:
         raise Rejected(Reason.MALFORMED_TOKEN, "more than one Authorization header")
     if value is None:
         return None
-    scheme, _, token = value.strip().partition(" ")
+    # Only HTTP's optional whitespace (SP, HTAB) surrounds a credential: `str.strip()` would also
+    # drop Unicode spaces and separators (U+3000, U+0085, U+001C...) and accept them around a token.
+    scheme, _, token = value.strip(_OWS).partition(" ")
     if scheme.lower() != "bearer":
         raise Rejected(Reason.MALFORMED_TOKEN, "Authorization scheme is not Bearer")
-    token = token.strip()
+    token = token.strip(_OWS)
     if not token:
         raise Rejected(Reason.MALFORMED_TOKEN, "Authorization Bearer value is empty")
     return token

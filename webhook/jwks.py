@@ -11,6 +11,11 @@ Rules of this module:
 - An unknown `kid` triggers a refetch at most once per `min_refetch` per realm. A failed fetch
   is not retried for `retry`. A realm Keycloak says does not exist is remembered for `negative_ttl`.
 - At most `max_realms` entries are held (LRU); prefetched realms are pinned and never evicted.
+  Entries without keys (unknown or failed realms) are evicted before any realm with keys, so a
+  flood of made-up realm names can not push the real ones out.
+- Fetching a realm that has no keys yet (a name never loaded, or one Keycloak said is missing)
+  takes a token from a global bucket of `new_realm_fetch_rate` per second: tokens naming
+  thousands of pattern-valid realms cause at most that many fetches a second, not one each.
 - Time is an injected monotonic clock, so every rule above is tested by counting fetches.
 """
 
@@ -47,6 +52,7 @@ class CachePolicy:
     max_concurrent_fetches: int = 8
     fetch_timeout: float = 3
     max_bytes: int = 262144
+    new_realm_fetch_rate: float = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,11 @@ class JwksFetcher:
                 return Fetched("not_found", error="realm does not exist")
             if response.status_code != 200:
                 return Fetched("http_error", error=f"HTTP {response.status_code}")
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                # We asked for identity; decoding would let a small compressed body inflate
+                # ~1000x in memory before the size cap below could see it.
+                return Fetched("invalid", error=f"Content-Encoding {encoding[:32]!r} refused")
             body = bytearray()
             async for chunk in response.aiter_bytes(_CHUNK):
                 body += chunk
@@ -142,6 +153,8 @@ class JwksCache:
         self._metrics = metrics
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._inflight = 0
+        self._new_realm_budget = float(policy.new_realm_fetch_rate)
+        self._new_realm_budget_at = clock()
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_change: Callable[[str], None] | None = None  # realm name; the token cache listens
 
@@ -180,6 +193,10 @@ class JwksCache:
                 raise Rejected(Reason.UNKNOWN_KID, "no key with this kid (refetch not due yet)")
         elif now - entry.attempted_at < self._policy.retry and entry.inflight is None:
             raise Rejected(Reason.JWKS_UNAVAILABLE, f"last fetch failed: {entry.error or 'unknown'}")
+        if entry.keys is None and entry.inflight is None and not entry.pinned and not self._new_realm_fetch(now):
+            entry.attempted_at = now
+            entry.error = "new-realm fetch rate exceeded"
+            raise Rejected(Reason.JWKS_UNAVAILABLE, "too many realms without keys fetched; retry shortly")
         await self._refresh(entry)
         now = self._clock()
         if entry.missing_until > now:
@@ -194,6 +211,19 @@ class JwksCache:
 
     # ---- fetching -----------------------------------------------------------------------
 
+    def _new_realm_fetch(self, now: float) -> bool:
+        """Take one token of the new-realm fetch bucket (refilled at `new_realm_fetch_rate`/s)."""
+        rate = self._policy.new_realm_fetch_rate
+        budget = min(rate, self._new_realm_budget + (now - self._new_realm_budget_at) * rate)
+        self._new_realm_budget_at = now
+        if budget < 1:
+            self._new_realm_budget = budget
+            if self._metrics is not None:
+                self._metrics.fetch["rate_limited"].inc()
+            return False
+        self._new_realm_budget = budget - 1
+        return True
+
     def _usable(self, entry: _Entry, now: float) -> bool:
         return entry.keys is not None and now - entry.fetched_at < self._policy.ttl + self._policy.max_stale
 
@@ -204,13 +234,16 @@ class JwksCache:
             return entry
         entry = _Entry(realm)
         self._entries[realm.name] = entry
-        self._evict()
+        self._evict(keep=realm.name)
         return entry
 
-    def _evict(self) -> None:
+    def _evict(self, keep: str = "") -> None:
         excess = len(self._entries) - self._policy.max_realms
         if excess > 0:
-            victims = [name for name, e in self._entries.items() if not e.pinned][:excess]
+            held = [(name, e) for name, e in self._entries.items() if not e.pinned and name != keep]
+            keyless = [name for name, e in held if e.keys is None]
+            keyed = [name for name, e in held if e.keys is not None]
+            victims = (keyless + keyed)[:excess]
             for name in victims:
                 del self._entries[name]
         if self._metrics is not None:
@@ -291,6 +324,8 @@ class JwksCache:
                 continue
             due = now - entry.fetched_at >= self._policy.ttl
             if due and now - entry.attempted_at >= self._policy.retry:
+                if entry.keys is None and not entry.pinned and not self._new_realm_fetch(now):
+                    continue  # realms without keys share the request path's new-realm budget
                 task = self._start_fetch(entry)
                 if task is not None:
                     started.append(task)

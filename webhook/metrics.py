@@ -28,10 +28,12 @@ FETCH_OUTCOMES: Final = (
     "invalid",
     "redirect",
     "capacity",
+    "rate_limited",
 )
 LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 AUDIT_BATCH_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 AUDIT_DROP_CAUSES: Final = ("queue_full", "shutdown")
+PROVISIONING_OUTCOMES: Final = ("done", "retry", "failed", "lost")
 MAX_REALM_LABELS: Final = 100
 OTHER_REALM: Final = "other"
 NO_REALM: Final = "none"
@@ -84,6 +86,19 @@ class Metrics:
             "Failed audit batch writes (each is retried with backoff).",
             registry=self.registry,
         )
+        self.actions = Counter(
+            "webhook_actions_total",
+            "Action calls by action (registered names, else 'unknown') and result code ('ok' or an error code).",
+            ["action", "code"],
+            registry=self.registry,
+        )
+        provisioning = Counter(
+            "webhook_provisioning_attempts_total",
+            "Realm provisioning attempts by outcome (done, retry, failed, lost: the lease was taken over).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.provisioning = {outcome: provisioning.labels(outcome) for outcome in PROVISIONING_OUTCOMES}
 
     def watch_token_cache(self, cache: TokenCacheStats) -> None:
         """Expose the verified-token cache's hit/miss counts and sizes, read at scrape time (no hot-path cost)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from webhook.reasons import Reason, Rejected
 
@@ -39,6 +39,26 @@ def parse_realm_name(name: str) -> Realm | None:
     if match is None:
         return None
     return Realm(name, match["tenant"], match["event"])
+
+
+def tenant_realm_name(tenant_id: str) -> str:
+    """The realm of a tenant (`tenant_id` a canonical lowercase UUID)."""
+    return f"tenant-{tenant_id}"
+
+
+def event_realm_name(tenant_id: str, event_id: str) -> str:
+    """The voters' realm of an election event."""
+    return f"tenant-{tenant_id}-event-{event_id}"
+
+
+class RealmRegistry(Protocol):
+    """Which pattern realms exist in our database (the optional STRICT_REALM_REGISTRY check).
+
+    The verifier asks it after the issuer check and before any key lookup; it may raise `Rejected`
+    (e.g. `unknown_realm` when it cannot tell), and answers from a cache.
+    """
+
+    async def is_registered(self, realm: Realm) -> bool: ...
 
 
 class RealmPolicy:

@@ -4,6 +4,7 @@ Order of checks (cheapest and most discriminating first; each has its own reason
  1. well-formed compact JWS, size-capped, header members allowed     token.parse
  2. header `alg` in the allow-list                                    token.check_algorithm
  3. `iss` is exactly `<issuer base>/realms/<trusted realm>`           RealmPolicy.realm_from_issuer
+ 3b. (STRICT_REALM_REGISTRY) the realm's tenant/event is in our DB    RealmRegistry.is_registered
  4. signing key by `kid` from that realm's JWKS (may fetch)           JwksCache.key_for
  5. signature                                                          token.verify_signature
  6. exp / nbf / iat (leeway), typ == Bearer, aud, azp                  token.check_claims
@@ -15,11 +16,12 @@ action handlers both call `Verifier.verify`, so a token means the same thing eve
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 
 from webhook.jwks import JwksCache
-from webhook.realms import Realm, RealmPolicy
+from webhook.realms import Realm, RealmPolicy, RealmRegistry
 from webhook.reasons import Reason, Rejected
 from webhook.session import Identity, identity_from_claims
 from webhook.token import (
@@ -58,9 +60,12 @@ class Verifier:
         algorithms: frozenset[str],
         claims: ClaimsPolicy,
         forbidden_roles: frozenset[str],
+        platform_roles: frozenset[str] = frozenset(),
+        super_admin_tenant: str | None = None,
         max_token_bytes: int,
         wall_clock: Callable[[], float],
         token_cache: VerifiedTokenCache | None = None,
+        realm_registry: RealmRegistry | None = None,
     ) -> None:
         self._realms = realms
         self._cache = cache
@@ -68,9 +73,12 @@ class Verifier:
         self._registry = make_registry(algorithms)
         self._claims = claims
         self._forbidden = forbidden_roles
+        self._platform = platform_roles
+        self._super_tenant = super_admin_tenant
         self._max_bytes = max_token_bytes
         self._now = wall_clock
         self._tokens = token_cache
+        self._realm_registry = realm_registry
 
     async def verify(self, token: str) -> Identity:
         """The identity `token` proves; `TokenRejected` with the reason of the first failed check."""
@@ -88,6 +96,9 @@ class Verifier:
             parsed = parse_token(token, max_bytes=self._max_bytes)
             check_algorithm(parsed, self._algorithms)
             realm = self._realms.realm_from_issuer(parsed.claims.get("iss"))
+            registry = self._realm_registry
+            if registry is not None and not await registry.is_registered(realm):
+                raise Rejected(Reason.UNKNOWN_REALM, "realm is not registered in the database (strict registry)")
             kid = parsed.kid
             if kid is None:
                 raise Rejected(Reason.UNKNOWN_KID, "header kid is missing")
@@ -95,6 +106,9 @@ class Verifier:
             verify_signature(parsed, key, self._registry)
             check_claims(parsed.claims, self._claims, self._now())
             identity = identity_from_claims(parsed.claims, realm, self._forbidden)
+            if identity.tenant_id != self._super_tenant and identity.allowed_roles & self._platform:
+                # platform-wide roles only from the super-admin tenant's realms (see PLATFORM_ROLES)
+                identity = dataclasses.replace(identity, allowed_roles=identity.allowed_roles - self._platform)
         except Rejected as exc:
             facts = TokenFacts.of(parsed)
             if tokens is not None:

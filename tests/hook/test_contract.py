@@ -257,3 +257,17 @@ async def test_repeated_bad_token_is_audited_every_time(stack: Stack) -> None:
     assert [r.reason for r in stack.audit.records] == ["wrong_token_type"] * 3
     assert len({r.token_sha256 for r in stack.audit.records}) == 1
     assert stack.rejections("wrong_token_type") == 3
+
+
+async def test_platform_roles_only_from_the_super_admin_tenant(make_stack: StackFactory) -> None:
+    """A tenant realm's token listing platform-operator cannot use it; the super-admin tenant's can."""
+    async with make_stack(SUPER_ADMIN_TENANT_ID=OTHER_TENANT) as stack:
+        hasura = stack.hasura("GET")
+        roles = ["admin-user", "platform-operator"]
+        ours = stack.keycloak.mint(stack.tenant.name, roles=roles)
+        verdict = await hasura.authenticate({**bearer(ours), "X-Hasura-Role": "platform-operator"})
+        assert orjson.loads(verdict.hook_body)["reason"] == "role_not_allowed"
+        kid = stack.other.signing_kids[1]
+        platform = stack.keycloak.mint(stack.other.name, kid=kid, roles=roles)
+        verdict = await hasura.authenticate({**bearer(platform), "X-Hasura-Role": "platform-operator"})
+        assert verdict.role == "platform-operator"

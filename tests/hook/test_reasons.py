@@ -209,8 +209,16 @@ CASES = [
     Case("psychic ECDSA r=s=0", Reason.BAD_SIGNATURE, _psychic, {"ALLOWED_ALGORITHMS": "RS256,ES256"}),
     Case("expired", Reason.EXPIRED, mint(now=NOW - 1000, lifetime=300)),
     Case("expired beyond leeway", Reason.EXPIRED, mint(now=NOW - 331, lifetime=300)),
-    Case("nbf in future", Reason.NOT_YET_VALID, mint(claims={"nbf": NOW + 600})),
-    Case("iat far in future", Reason.NOT_YET_VALID, mint(now=NOW + 3600)),
+    Case(
+        "nbf in future",
+        Reason.NOT_YET_VALID,
+        lambda s: bearer(s.keycloak.mint(s.tenant.name, claims={"nbf": int(time.time()) + 600})),
+    ),
+    Case(
+        "iat far in future",
+        Reason.NOT_YET_VALID,
+        lambda s: bearer(s.keycloak.mint(s.tenant.name, now=int(time.time()) + 3600)),
+    ),
     Case("ID token", Reason.WRONG_TOKEN_TYPE, mint(typ="ID")),
     Case("refresh token typ", Reason.WRONG_TOKEN_TYPE, mint(typ="Refresh")),
     Case("typ missing", Reason.WRONG_TOKEN_TYPE, mint(claims={"typ": DROP})),
