@@ -1,0 +1,367 @@
+#!/usr/bin/env bash
+# Benchmark the auth hook against a bare Starlette endpoint, in the same run, with wrk.
+#
+#   bench/run.sh                      # all scenarios: warm cold mixed bad unknown_kid post
+#   bench/run.sh warm bad             # some scenarios
+#   bench/run.sh --workers-compare    # warm with --workers 1 vs 2 (servers then on both cores)
+#   ROUNDS=1 DURATION=3s bench/run.sh warm bad     # a quick look
+#
+# Env knobs: ROUNDS (3) DURATION (10s) CONNS (64) SERVICE_CPU (1) WRK_CPU (0) WORKERS (1)
+#   WARMUP (3s: warm-up pass before warm/mixed/post) PAUSE (2: idle seconds before each measured run)
+#   THREADS (1: wrk threads) MULTI_CPUS (0,1: servers' cores when workers > 1)
+#   SVC_PORT (18080) BARE_PORT (18081) KC_PORT (18090)
+#   SERVICE_ENV ("" : extra VAR=value words for the service, e.g. "JWKS_MIN_REFETCH_SECONDS=5")
+#   KEEP_LOGS (0: service logs over 2 MB are cut to their first and last 100 lines after each run)
+#   WAIT_QUIET (60: before each measured run wait up to this many seconds until the servers' and wrk's
+#      cores are < QUIET_PCT (15) % busy over 1 s with our server idle, i.e. other processes leave them
+#      alone; 0: do not wait. The busy % seen is recorded and flagged in the table)
+#   REDO (2: a round's bare/ours pair is run again, up to REDO times, when either server got less than
+#      DISTURBED_CPU (85) % of its core, i.e. other processes took it; the discarded rows go to
+#      raw-discarded.tsv; single-worker runs only)
+#   PROFILE (0; 1: record our service with py-spy during each measured run, pinned to WRK_CPU, into
+#      profile-*.txt + a top-functions summary; needs py-spy on PATH or PYSPY=/path/to/py-spy;
+#      sampling perturbs the numbers: profiled runs are for reading, not for the table)
+#
+# Per round and scenario it starts bare and then our service (order alternates between rounds) fresh,
+# pinned to SERVICE_CPU, checks each answers correctly, warms up where the scenario says so, runs
+# `wrk -t1 -c$CONNS -d$DURATION --latency` pinned to WRK_CPU, records req/s, p50, p99, non-2xx,
+# errors, RSS and CPU of the server, JWKS fetches seen by the fake Keycloak and the token-cache hit
+# ratio from /metrics, and stops the server. Only processes started here are stopped (trap EXIT).
+# Output: bench/results/<stamp>/{raw.tsv,table.md,wrk-*.txt,*.log}; the table is also printed.
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH")
+cd "$ROOT"
+PY=$ROOT/.venv/bin/python
+DATA=$BENCH/.data
+
+ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10s} CONNS=${CONNS:-64}
+SERVICE_CPU=${SERVICE_CPU:-1} WRK_CPU=${WRK_CPU:-0} WORKERS=${WORKERS:-1}
+WARMUP=${WARMUP:-3s} PAUSE=${PAUSE:-2} MULTI_CPUS=${MULTI_CPUS:-0,1}
+SVC_PORT=${SVC_PORT:-18080} BARE_PORT=${BARE_PORT:-18081} KC_PORT=${KC_PORT:-18090}
+SERVICE_ENV=${SERVICE_ENV:-} KEEP_LOGS=${KEEP_LOGS:-0} PROFILE=${PROFILE:-0}
+WAIT_QUIET=${WAIT_QUIET:-60} QUIET_PCT=${QUIET_PCT:-15} REDO=${REDO:-2} DISTURBED_CPU=${DISTURBED_CPU:-85}
+export THREADS=${THREADS:-1}
+ALL_SCENARIOS=(warm cold mixed bad unknown_kid post)
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+# ------------------------------------------------------------------------------------------ arguments
+COMPARE=0
+SCENARIOS=()
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help) sed -n '2,30p' "$BENCH/run.sh" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --workers-compare) COMPARE=1 ;;
+    unknown-kid) SCENARIOS+=(unknown_kid) ;;
+    warm|cold|mixed|bad|unknown_kid|post) SCENARIOS+=("$arg") ;;
+    *) die "unknown argument '$arg' (scenarios: ${ALL_SCENARIOS[*]}; option: --workers-compare)" ;;
+  esac
+done
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=("${ALL_SCENARIOS[@]}")
+# a config is scenario:workers
+CONFIGS=()
+if [ "$COMPARE" = 1 ]; then
+  CONFIGS=(warm:1 warm:2)
+else
+  for s in "${SCENARIOS[@]}"; do CONFIGS+=("$s:$WORKERS"); done
+fi
+[[ $DURATION =~ ^([0-9]+)(s|m)?$ ]] || die "DURATION must look like 10s, 3s or 1m, got '$DURATION'"
+DURATION_S=$(( BASH_REMATCH[1] * $([ "${BASH_REMATCH[2]}" = m ] && echo 60 || echo 1) ))
+for v in ROUNDS CONNS WORKERS PAUSE WAIT_QUIET QUIET_PCT REDO DISTURBED_CPU SVC_PORT BARE_PORT KC_PORT THREADS; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
+done
+
+# ------------------------------------------------------------------------------------------ tools
+[ -x "$PY" ] || die "no venv at $ROOT/.venv (create it first: ./scripts/test.sh or pip install -e .)"
+for tool in curl taskset; do command -v "$tool" >/dev/null || die "$tool is required"; done
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "run.sh: installing wrk (Debian package)"
+    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; } \
+      || die "apt-get could not install wrk"
+  else
+    die "wrk is not installed and I cannot install it (need root + apt-get): apt-get install wrk"
+  fi
+fi
+PYSPY=${PYSPY:-$(command -v py-spy || true)}
+if [ "$PROFILE" = 1 ]; then
+  [ -n "$PYSPY" ] && [ -x "$PYSPY" ] || die "PROFILE=1 needs py-spy (pip install py-spy, or PYSPY=/path/to/py-spy)"
+fi
+NCPU=$(nproc)
+for c in $SERVICE_CPU $WRK_CPU; do [ "$c" -lt "$NCPU" ] || die "cpu $c does not exist (nproc=$NCPU)"; done
+
+# ------------------------------------------------------------------------------------------ data
+"$PY" "$BENCH/prepare.py" || die "prepare.py failed"
+meta() { "$PY" -c "import json,sys;print(json.load(open('$DATA/meta.json'))[sys.argv[1]])" "$1"; }
+REALM=$(meta realm); TENANT=$(meta tenant_id); ISSUER_BASE=$(meta issuer_base)
+WARM_FILE=$DATA/warm.txt COLD_FILE=$DATA/cold.txt BAD_FILE=$DATA/bad.txt UNKNOWN_FILE=$DATA/unknown_kid.txt
+WARM_TOKEN=$(head -1 "$WARM_FILE"); BAD_TOKEN=$(head -1 "$BAD_FILE")
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+OUT=$BENCH/results/$STAMP
+mkdir -p "$OUT"
+RAW=$OUT/raw.tsv
+printf 'round\tscenario\ttarget\tworkers\trps\tp50_ms\tp90_ms\tp99_ms\tmax_ms\trequests\tnon2xx\terrors\twraps\tstreamed\trss_kb\tcpu_pct\tjwks_fetches\tcache_hits\tcache_misses\tlog_lines\treasons\tother_busy_pct\tcode\tattempt\tworker_cpu\n' > "$RAW"
+head -1 "$RAW" > "$OUT/raw-discarded.tsv"
+
+# ------------------------------------------------------------------------------------------ processes
+KC_PID= SRV_PID= SRV_KIDS= LAST_CPU=0
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+loopback() { case "$1" in http://127.0.0.1:*) ;; *) die "refusing non-loopback target $1" ;; esac; }
+descendants() { local p c; for p in "$@"; do for c in $(pgrep -P "$p" 2>/dev/null); do echo "$c"; descendants "$c"; done; done; }
+
+stop_server() {
+  [ -n "$SRV_PID" ] || return 0
+  local kids; kids="$SRV_KIDS $(descendants "$SRV_PID")"
+  kill -TERM "$SRV_PID" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$SRV_PID" 2>/dev/null && { echo "run.sh: server $SRV_PID did not stop on TERM; KILL" >&2; kill -KILL "$SRV_PID" 2>/dev/null || true; }
+  wait "$SRV_PID" 2>/dev/null || true
+  for k in $kids; do  # leftover worker processes: only if the PID still runs our venv's python
+    tr '\0' ' ' < "/proc/$k/cmdline" 2>/dev/null | grep -q "$ROOT/.venv" && kill -KILL "$k" 2>/dev/null || true
+  done
+  SRV_PID= SRV_KIDS=
+}
+cleanup() {
+  stop_server
+  if [ -n "$KC_PID" ]; then kill -TERM "$KC_PID" 2>/dev/null || true; wait "$KC_PID" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for p in $SVC_PORT $BARE_PORT $KC_PORT; do
+  port_busy "$p" && die "127.0.0.1:$p is already in use by another process: free it or set SVC_PORT/BARE_PORT/KC_PORT"
+done
+
+taskset -c "$WRK_CPU" "$PY" "$BENCH/keycloak.py" --port "$KC_PORT" > "$OUT/keycloak.log" 2>&1 & KC_PID=$!
+KC=http://127.0.0.1:$KC_PORT
+for _ in $(seq 200); do curl -sf -o /dev/null -m 1 "$KC/__stats" && break; kill -0 "$KC_PID" 2>/dev/null || break; sleep 0.1; done
+curl -sf -o /dev/null -m 1 "$KC/__stats" || { cat "$OUT/keycloak.log" >&2; die "the fake Keycloak did not start"; }
+curl -sf -o /dev/null "$KC/realms/$REALM/protocol/openid-connect/certs" || die "the fake Keycloak does not serve $REALM"
+jwks_fetches() { curl -sf -m 2 "$KC/__stats/jwks_fetches/$REALM" || echo 0; }
+
+AUDIT_DB=$DATA/audit.sqlite3
+rm -f "$AUDIT_DB" "$AUDIT_DB-journal" "$AUDIT_DB-wal" "$AUDIT_DB-shm"
+
+code_version() { # fingerprint of the service's source at this moment (others may be editing it)
+  find "$ROOT/webhook" -name '*.py' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-10
+}
+
+cpus_for() { if [ "$1" -gt 1 ]; then echo "$MULTI_CPUS"; else echo "$SERVICE_CPU"; fi; }
+
+start_server() { # start_server TARGET WORKERS LOG -> SRV_PID, URL
+  local target=$1 workers=$2 log=$3 cpus; cpus=$(cpus_for "$workers")
+  if [ "$target" = bare ]; then
+    URL=http://127.0.0.1:$BARE_PORT/hasura/auth
+    taskset -c "$cpus" "$ROOT/.venv/bin/uvicorn" bare:app --app-dir "$BENCH" --http httptools --loop uvloop \
+      --workers "$workers" --no-access-log --no-server-header --no-proxy-headers --log-level warning \
+      --host 127.0.0.1 --port "$BARE_PORT" > "$log" 2>&1 & SRV_PID=$!
+  else
+    URL=http://127.0.0.1:$SVC_PORT/hasura/auth
+    # shellcheck disable=SC2086
+    env -i PATH="$PATH" HOME="${HOME:-/root}" LANG="${LANG:-C.UTF-8}" \
+      KEYCLOAK_URL="$KC" KEYCLOAK_ISSUER_URL="$ISSUER_BASE" PREFETCH_REALMS="$REALM" \
+      LOG_LEVEL=info LOG_FORMAT=json DATABASE_URL="sqlite+aiosqlite:///$AUDIT_DB" $SERVICE_ENV \
+      taskset -c "$cpus" "$ROOT/.venv/bin/webhook" serve --host 127.0.0.1 --port "$SVC_PORT" --workers "$workers" \
+      > "$log" 2>&1 & SRV_PID=$!
+  fi
+  loopback "$URL"
+  local base=${URL%/hasura/auth} ready_url code=
+  if [ "$target" = bare ]; then ready_url=$URL; else ready_url=$base/readyz; fi
+  for _ in $(seq 300); do
+    kill -0 "$SRV_PID" 2>/dev/null || break
+    code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$ready_url" || true)
+    [ "$code" = 200 ] && break
+    sleep 0.1
+  done
+  if [ "$code" != 200 ]; then
+    echo "---- $log (last 30 lines)" >&2; tail -30 "$log" >&2
+    [ "$target" = ours ] && curl -s -m 2 "$base/readyz" >&2 && echo >&2
+    stop_server
+    return 1
+  fi
+  SRV_KIDS=$(descendants "$SRV_PID" | tr '\n' ' ')
+}
+
+expect() { # expect LABEL WANT_CODE WANT_IN_BODY curl-args...
+  local label=$1 want=$2 needle=$3 out code body; shift 3
+  out=$(curl -s -m 5 -w '\n%{http_code}' "$@" "$URL") || true
+  code=${out##*$'\n'} body=${out%$'\n'*}
+  if [ "$code" != "$want" ] || [[ $body != *"$needle"* ]]; then
+    echo "run.sh: check failed: $label -> $code (want $want, body containing '$needle'): ${body:0:300}" >&2
+    return 1
+  fi
+}
+
+check_server() { # check_server TARGET SCENARIO
+  if [ "$1" = bare ]; then
+    expect "bare GET" 200 X-Hasura-Role -H "Authorization: Bearer $WARM_TOKEN"
+    [ "$2" != post ] || expect "bare POST" 200 X-Hasura-Role -H 'Content-Type: application/json' -d '{"headers":{}}'
+  else
+    expect "ours GET warm token" 200 "$TENANT" -H "Authorization: Bearer $WARM_TOKEN"
+    expect "ours GET bad signature" 401 bad_signature -H "Authorization: Bearer $BAD_TOKEN"
+    [ "$2" != post ] || expect "ours POST warm token" 200 "$TENANT" -H 'Content-Type: application/json' \
+      -d "{\"headers\":{\"Authorization\":\"Bearer $WARM_TOKEN\"},\"request\":{\"query\":\"query { __typename }\"}}"
+  fi
+}
+
+wrk_args() { # wrk_args SCENARIO -> the script arguments
+  case "$1" in
+    warm) echo "loop $WARM_FILE" ;;
+    cold) echo "stream $COLD_FILE" ;;
+    mixed) echo "mixed $WARM_FILE $COLD_FILE" ;;
+    bad) echo "loop $BAD_FILE" ;;
+    unknown_kid) echo "loop $UNKNOWN_FILE" ;;
+    post) echo "post $WARM_FILE" ;;
+  esac
+}
+run_wrk() { # run_wrk DURATION SCENARIO
+  loopback "$URL"
+  # shellcheck disable=SC2046
+  taskset -c "$WRK_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$1" --timeout 5s --latency -s "$BENCH/tokens.lua" "$URL" \
+    -- $(wrk_args "$2")
+}
+
+tree_rss_kb() { local t=0 p v; for p in $SRV_PID $(descendants "$SRV_PID"); do
+  v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || true); t=$((t + ${v:-0})); done; echo "$t"; }
+tree_cpu_ticks() { local t=0 p v; for p in $SRV_PID $(descendants "$SRV_PID"); do
+  v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true); t=$((t + ${v:-0})); done; echo "$t"; }
+cache_counts() { # "hits misses" from /metrics (0 0 when the service exposes no token cache)
+  curl -s -m 2 "${URL%/hasura/auth}/metrics" | awk '
+    /^webhook_token_cache_lookups_total\{result="hit"\}/ {h=$2}
+    /^webhook_token_cache_lookups_total\{result="miss"\}/ {m=$2}
+    END {printf "%d %d\n", h, m}'
+}
+
+cores_busy_pct() { # cores_busy_pct "0,1" -> highest busy % of those cores over 1 s (everything running there)
+  local list=$1 a b
+  a=$(grep '^cpu[0-9]' /proc/stat); sleep 1; b=$(grep '^cpu[0-9]' /proc/stat)
+  awk -v want=",$list," 'NR==FNR {t0[$1]=$2+$3+$4+$5+$6+$7+$8+$9; i0[$1]=$5+$6; next}
+    { c=substr($1,4); if (index(want, "," c ",") == 0) next
+      t=$2+$3+$4+$5+$6+$7+$8+$9-t0[$1]; i=$5+$6-i0[$1]; p=(t>0)?100*(t-i)/t:0; if (p>m) m=p }
+    END {printf "%.0f\n", m}' <(echo "$a") <(echo "$b")
+}
+wait_quiet() { # wait_quiet CPULIST -> echoes the busy % finally seen
+  local busy waited=0
+  busy=$(cores_busy_pct "$1")
+  while [ "$busy" -ge "$QUIET_PCT" ] && [ "$waited" -lt "$WAIT_QUIET" ]; do
+    [ "$waited" = 0 ] && echo "run.sh: cores $1 are ${busy}% busy with other work: waiting up to ${WAIT_QUIET}s" >&2
+    sleep 1; waited=$((waited + 2)); busy=$(cores_busy_pct "$1")
+  done
+  [ "$waited" -gt 0 ] && echo "run.sh: waited ${waited}s, cores now ${busy}% busy" >&2
+  echo "$busy"
+}
+
+run_one() { # run_one ROUND SCENARIO WORKERS TARGET ATTEMPT: appends one row to $OUT/.row-TARGET
+  local round=$1 scen=$2 workers=$3 target=$4 attempt=$5 tag log wout line f0 f1 c0 c1 t0 t1 rss reasons lines code=-
+  tag=$target-$scen-w$workers-r$round$([ "$attempt" = 1 ] || echo "-a$attempt")
+  [ "$target" = ours ] && code=$(code_version)
+  log=$OUT/$tag.log
+  start_server "$target" "$workers" "$log" || { sleep 1; echo "run.sh: retrying start of $target" >&2;
+    start_server "$target" "$workers" "$log" || die "$target did not become ready (log: $log)"; }
+  check_server "$target" "$scen" || die "$target answered wrongly before measuring (log: $log)"
+  case "$scen" in
+    warm|mixed) run_wrk "$WARMUP" warm > "$OUT/warmup-$tag.txt" ;;
+    post) run_wrk "$WARMUP" post > "$OUT/warmup-$tag.txt" ;;
+  esac
+  sleep "$PAUSE"
+  local other=-
+  [ "$WAIT_QUIET" -gt 0 ] && other=$(wait_quiet "$(cpus_for "$workers"),$WRK_CPU")
+  f0=$(jwks_fetches); c0=(0 0); [ "$target" = ours ] && c0=($(cache_counts))
+  t0=$(tree_cpu_ticks)
+  local kids k wk=() wcpu=-; kids=$(descendants "$SRV_PID")  # uvicorn's worker processes when workers > 1
+  for k in $kids; do wk+=("$(awk '{print $14 + $15}' "/proc/$k/stat" 2>/dev/null || echo 0)"); done
+  wout=$OUT/wrk-$tag.txt
+  local spy=
+  if [ "$PROFILE" = 1 ] && [ "$target" = ours ]; then
+    taskset -c "$WRK_CPU" "$PYSPY" record -p "$SRV_PID" -d "$DURATION_S" -r 200 -f raw -o "$OUT/profile-$tag.txt" \
+      > "$OUT/profile-$tag.log" 2>&1 & spy=$!
+  fi
+  run_wrk "$DURATION" "$scen" > "$wout" 2>&1 || { cat "$wout" >&2; die "wrk failed"; }
+  if [ -n "$spy" ]; then
+    wait "$spy" || true
+    "$PY" "$BENCH/profile_top.py" "$OUT/profile-$tag.txt" > "$OUT/profile-$tag.top.txt" 2>&1 || true
+  fi
+  t1=$(tree_cpu_ticks); rss=$(tree_rss_kb)
+  if [ "$workers" -gt 1 ] && [ -n "$kids" ]; then
+    local j=0 v parts=()
+    for k in $kids; do
+      v=$(awk '{print $14 + $15}' "/proc/$k/stat" 2>/dev/null || echo 0)
+      parts+=("$(awk -v a="${wk[$j]}" -v b="$v" -v hz="$(getconf CLK_TCK)" -v s="$DURATION_S" 'BEGIN{printf "%.0f", 100*(b-a)/hz/s}')")
+      j=$((j + 1))
+    done
+    wcpu=$(IFS=/; echo "${parts[*]}")
+  fi
+  f1=$(jwks_fetches); c1=(0 0); [ "$target" = ours ] && c1=($(cache_counts))
+  kill -0 "$SRV_PID" 2>/dev/null || die "$target died during the run (log: $log)"
+  [ "$target" = ours ] && curl -s -m 2 "${URL%/hasura/auth}/metrics" > "$OUT/metrics-$tag.txt" || true
+  stop_server
+  line=$(grep '^RESULT' "$wout") || { cat "$wout" >&2; die "no RESULT line from wrk"; }
+  local rps p50_ms p90_ms p99_ms max_ms requests non2xx errors wraps streamed kv
+  for kv in ${line#RESULT }; do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
+  lines=$(wc -l < "$log")
+  reasons=-
+  if [ "$target" = ours ]; then
+    reasons=$(grep -o '"reason":"[a-z_]*"' "$log" | sort | uniq -c | sort -rn | head -4 |
+      awk '{sub(/"reason":"/,"",$2); sub(/"/,"",$2); printf "%s%s:%s", (NR>1?",":""), $2, $1}')
+    [ -n "$reasons" ] || reasons=-
+    if [ "$KEEP_LOGS" != 1 ] && [ "$(stat -c %s "$log")" -gt 2000000 ]; then
+      { head -100 "$log"; echo "... [run.sh: $lines lines, cut to first/last 100; KEEP_LOGS=1 keeps all]"; tail -100 "$log"; } > "$log.cut"
+      mv "$log.cut" "$log"
+    fi
+  fi
+  local ticks; ticks=$(getconf CLK_TCK)
+  local cpu; cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$ticks" -v s="$DURATION_S" 'BEGIN{printf "%.0f", 100*(b-a)/hz/s}')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$round" "$scen" "$target" "$workers" "$rps" "$p50_ms" "$p90_ms" "$p99_ms" "$max_ms" "$requests" "$non2xx" \
+    "$errors" "$wraps" "$streamed" "$rss" "$cpu" "$((f1 - f0))" "$((c1[0] - c0[0]))" "$((c1[1] - c0[1]))" \
+    "$lines" "$reasons" "$other" "$code" "$attempt" "$wcpu" > "$OUT/.row-$target"
+  LAST_CPU=$cpu
+  printf 'round %s/%s %-11s w%s %-4s %9.0f req/s  p50 %6.2f ms  p99 %7.2f ms  non2xx %-7s errors %-4s cpu %3s%%  rss %4d MB  jwks+%s%s\n' \
+    "$round" "$ROUNDS" "$scen" "$workers" "$target" "$rps" "$p50_ms" "$p99_ms" "$non2xx" "$errors" "$cpu" \
+    "$((rss / 1024))" "$((f1 - f0))" "$([ "$wraps" = 0 ] || echo "  WRAPPED $wraps")$([ "$wcpu" = - ] || echo "  workers cpu $wcpu%")"
+}
+
+echo "run.sh: $STAMP  rounds=$ROUNDS duration=$DURATION conns=$CONNS threads=$THREADS service_cpu=$SERVICE_CPU" \
+  "wrk_cpu=$WRK_CPU workers=$WORKERS compare=$COMPARE configs=${CONFIGS[*]}"
+echo "run.sh: realm $REALM, results in ${OUT#"$ROOT"/}"
+for round in $(seq "$ROUNDS"); do
+  for cfg in "${CONFIGS[@]}"; do
+    scen=${cfg%%:*} workers=${cfg##*:}
+    if [ $((round % 2)) = 1 ]; then order="bare ours"; else order="ours bare"; fi
+    for attempt in $(seq $((REDO + 1))); do
+      disturbed=
+      for target in $order; do
+        run_one "$round" "$scen" "$workers" "$target" "$attempt"
+        [ "$LAST_CPU" -ge "$DISTURBED_CPU" ] || disturbed="$disturbed $target ${LAST_CPU}%"
+      done
+      if [ -n "$disturbed" ] && [ "$workers" = 1 ] && [ "$attempt" -le "$REDO" ]; then
+        echo "run.sh: round $round $scen disturbed (server cpu:$disturbed < ${DISTURBED_CPU}%): running the pair again"
+        cat "$OUT/.row-bare" "$OUT/.row-ours" >> "$OUT/raw-discarded.tsv"
+        continue
+      fi
+      cat "$OUT/.row-bare" "$OUT/.row-ours" >> "$RAW"
+      break
+    done
+  done
+done
+
+rm -f "$OUT/.row-bare" "$OUT/.row-ours"
+{
+  echo "# bench $STAMP"
+  echo
+  echo "$(date -u +%Y-%m-%d) · $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') · nproc $NCPU ·" \
+    "rounds $ROUNDS × $DURATION · wrk -t$THREADS -c$CONNS on core $WRK_CPU · servers on core" \
+    "$SERVICE_CPU$([ "$COMPARE" = 1 ] && echo " (workers 2: cores $MULTI_CPUS, shared with wrk)") · load avg at start: $LOAD0, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo
+  MIN_REFETCH=$(sed -n 's/.*JWKS_MIN_REFETCH_SECONDS=\([0-9.]*\).*/\1/p' <<< "$SERVICE_ENV")
+  "$PY" "$BENCH/summarize.py" "$RAW" --duration "$DURATION_S" --min-refetch "${MIN_REFETCH:-10}" \
+    $([ "$COMPARE" = 1 ] && echo --workers-compare)
+} > "$OUT/table.md"
+echo
+cat "$OUT/table.md"
+echo
+echo "run.sh: raw rows in ${RAW#"$ROOT"/}, table in ${OUT#"$ROOT"/}/table.md"
