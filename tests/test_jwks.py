@@ -373,17 +373,7 @@ async def test_timeout_is_a_failure(make_cache: CacheFactory, keycloak: FakeKeyc
 
 def test_policy_defaults_match_documented_settings() -> None:
     """CachePolicy defaults equal the documented defaults of the JWKS_* variables."""
+    from webhook.app import cache_policy
     from webhook.config import Settings
 
-    settings = Settings.from_environ({"KEYCLOAK_URL": BASE})
-    assert CachePolicy() == CachePolicy(
-        ttl=settings.jwks_ttl,
-        min_refetch=settings.jwks_min_refetch,
-        retry=settings.jwks_retry,
-        max_stale=settings.jwks_max_stale,
-        negative_ttl=settings.jwks_negative_ttl,
-        max_realms=settings.jwks_max_realms,
-        max_concurrent_fetches=settings.jwks_max_concurrent_fetches,
-        fetch_timeout=settings.jwks_fetch_timeout,
-        max_bytes=settings.jwks_max_bytes,
-    )
+    assert CachePolicy() == cache_policy(Settings.from_environ({"KEYCLOAK_URL": BASE}))

@@ -340,16 +340,9 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
         await task
 
 
-def build_runtime(
-    settings: Settings,
-    client: httpx.AsyncClient,
-    deps: Dependencies,
-    *,
-    realm_registry: RealmRegistry | None = None,
-) -> Runtime:
-    """Realm policy, JWKS cache and verifier for these settings (no task started, no IO yet)."""
-    realms = RealmPolicy(settings.issuer_urls, settings.extra_realms, settings.keycloak_url)
-    policy = CachePolicy(
+def cache_policy(settings: Settings) -> CachePolicy:
+    """The JWKS cache rules the JWKS_* settings describe."""
+    return CachePolicy(
         ttl=settings.jwks_ttl,
         min_refetch=settings.jwks_min_refetch,
         retry=settings.jwks_retry,
@@ -361,6 +354,18 @@ def build_runtime(
         max_bytes=settings.jwks_max_bytes,
         new_realm_fetch_rate=settings.jwks_new_realm_fetch_rate,
     )
+
+
+def build_runtime(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    deps: Dependencies,
+    *,
+    realm_registry: RealmRegistry | None = None,
+) -> Runtime:
+    """Realm policy, JWKS cache and verifier for these settings (no task started, no IO yet)."""
+    realms = RealmPolicy(settings.issuer_urls, settings.extra_realms, settings.keycloak_url)
+    policy = cache_policy(settings)
     fetcher = JwksFetcher(client, realms, policy, settings.algorithms)
     cache = JwksCache(fetcher, policy=policy, clock=deps.clock, metrics=deps.metrics)
     cache.pin(r for r in (realms.realm_for_name(n) for n in settings.prefetch_realms) if r is not None)

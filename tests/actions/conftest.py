@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import io
-import os
 import socket
 import time
 import uuid
@@ -22,9 +21,9 @@ from typing import Any, Final
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import func, select
 
+from tests.dbsupport import own_schema, postgres_url
 from webhook.actions.registry import ActionRegistry
 from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.auditstore import TABLE as REJECTED
@@ -40,7 +39,6 @@ from webhook.testing.hasura import ActionVerdict, HasuraStandIn, HasuraVerdict
 from webhook.testing.keycloak import FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi
 
-DEFAULT_POSTGRES_URL: Final = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 #: The super-admin tenant of the platform's dev setup (and of seed 001's mutation).
 SUPER: Final = "90505c8a-23a9-4cdf-a26b-4e19f6a097d5"
 TENANT: Final = "3c1f6a2e-8b4d-4e5f-9a0b-1c2d3e4f5a6b"
@@ -50,19 +48,6 @@ ADMIN_CLIENT: Final = ("election-webhook", "admin-client-secret-for-tests")
 WAIT_SECONDS: Final = 15.0
 #: Words that must never appear in an answer to a client (internals: SQL, drivers, tracebacks).
 LEAKS: Final = ("traceback", "select ", "insert ", "sqlalchemy", "asyncpg", "aiosqlite", "integrityerror", 'file "')
-
-
-def postgres_url() -> str:
-    return os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-
-
-async def _admin(statement: str) -> None:
-    engine = create_async_engine(postgres_url())
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -79,22 +64,10 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'actions.sqlite3'}"
 
 
-def _schema_for(url: str) -> Iterator[str | None]:
-    if url.startswith("sqlite"):
-        yield None
-        return
-    schema = f"actions_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE SCHEMA "{schema}"'))  # fails (test errors) if PostgreSQL is down
-    try:
-        yield schema
-    finally:
-        asyncio.run(_admin(f'DROP SCHEMA "{schema}" CASCADE'))
-
-
 @pytest.fixture
 def db_env(db_url: str) -> Iterator[dict[str, str]]:
     """DATABASE_* for this test's database (migrated by the stack, not by the service)."""
-    for schema in _schema_for(db_url):
+    with own_schema(db_url, "actions_test") as schema:
         yield {"DATABASE_URL": db_url, "DATABASE_SCHEMA": schema or "", "DATABASE_AUTO_MIGRATE": "false"}
 
 

@@ -6,30 +6,12 @@ its own schema, dropped afterwards. An unreachable server makes the tests error,
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-
-
-def postgres_url() -> str:
-    return os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-
-
-async def _admin(statement: str) -> None:
-    engine = create_async_engine(postgres_url())
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
+from tests.dbsupport import own_schema, postgres_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -43,15 +25,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture
 def db_schema(db_url: str) -> Iterator[str | None]:
     """A schema of its own for this test on PostgreSQL (created empty, dropped after); None on SQLite."""
-    if db_url.startswith("sqlite"):
-        yield None
-        return
-    schema = f"audit_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE SCHEMA "{schema}"'))  # fails (test errors) if PostgreSQL is down
-    try:
+    with own_schema(db_url, "audit_test") as schema:
         yield schema
-    finally:
-        asyncio.run(_admin(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -26,11 +25,11 @@ from graphql import (
     ScalarTypeDefinitionNode,
     parse,
 )
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.routing import Route
 
+from tests.dbsupport import admin, postgres_url
 from tests.deploy.support import METADATA_DIR, environment, load_metadata, resolved_environment, strings
 from webhook.actions.registry import default_registry
 from webhook.app import create_app
@@ -41,7 +40,6 @@ pytestmark = pytest.mark.anyio
 
 ROOT_TYPES: Final = ("Query", "Mutation", "Subscription")
 TEMPLATE: Final = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-DEFAULT_POSTGRES_URL: Final = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
 def _actions_yaml() -> dict[str, Any]:
@@ -163,19 +161,6 @@ def _existing_tables(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
 
 
-def _postgres_url() -> str:
-    return os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-
-
-async def _admin(statement: str) -> None:
-    engine = create_async_engine(_postgres_url())
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 async def _tables_after_upgrade(url: str, schema: str | None) -> set[str]:
     engine = make_engine(url, schema=schema)
     try:
@@ -197,9 +182,9 @@ async def test_every_tracked_table_exists_after_upgrade_head(backend: str, tmp_p
         tables = await _tables_after_upgrade(f"sqlite+aiosqlite:///{tmp_path / 'deploy.sqlite3'}", None)
     else:
         schema = f"deploy_test_{uuid.uuid4().hex[:12]}"
-        await _admin(f'CREATE SCHEMA "{schema}"')  # fails (test errors) if PostgreSQL is down
+        await admin(f'CREATE SCHEMA "{schema}"')  # fails (test errors) if PostgreSQL is down
         try:
-            tables = await _tables_after_upgrade(_postgres_url(), schema)
+            tables = await _tables_after_upgrade(postgres_url(), schema)
         finally:
-            await _admin(f'DROP SCHEMA "{schema}" CASCADE')
+            await admin(f'DROP SCHEMA "{schema}" CASCADE')
     assert sorted(names - tables) == []
