@@ -121,7 +121,7 @@ stop_server() {
   kill -0 "$SRV_PID" 2>/dev/null && { echo "run.sh: server $SRV_PID did not stop on TERM; KILL" >&2; kill -KILL "$SRV_PID" 2>/dev/null || true; }
   wait "$SRV_PID" 2>/dev/null || true
   for k in $kids; do  # leftover worker processes: only if the PID still runs our venv's python
-    tr '\0' ' ' < "/proc/$k/cmdline" 2>/dev/null | grep -q "$ROOT/.venv" && kill -KILL "$k" 2>/dev/null || true
+    { tr '\0' ' ' < "/proc/$k/cmdline"; } 2>/dev/null | grep -q "$ROOT/.venv" && kill -KILL "$k" 2>/dev/null || true
   done
   SRV_PID= SRV_KIDS=
 }

