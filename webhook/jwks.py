@@ -312,8 +312,11 @@ class JwksCache:
             self._entry(realm).pinned = True
 
     async def refresh_due(self) -> int:
-        """Fetch every held realm whose keys are past their TTL or whose last fetch failed.
+        """Fetch every held realm whose keys are past their TTL, and pinned realms whose fetch failed.
 
+        An unpinned realm that never got keys is not retried here: a request that needs it fetches
+        it (through the new-realm budget). Retrying such entries in the background would let a
+        flood of made-up realm names spend the budget that a real, newly created realm needs.
         Returns the number of fetches started. Called by the background refresher; tests call it
         directly with a fake clock.
         """
@@ -324,8 +327,8 @@ class JwksCache:
                 continue
             due = now - entry.fetched_at >= self._policy.ttl
             if due and now - entry.attempted_at >= self._policy.retry:
-                if entry.keys is None and not entry.pinned and not self._new_realm_fetch(now):
-                    continue  # realms without keys share the request path's new-realm budget
+                if entry.keys is None and not entry.pinned:
+                    continue  # see the docstring: fetched on demand only
                 task = self._start_fetch(entry)
                 if task is not None:
                     started.append(task)
