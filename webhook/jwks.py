@@ -37,6 +37,7 @@ from webhook.reasons import Reason, Rejected
 
 Clock = Callable[[], float]
 _CHUNK: Final = 65536
+RATE_LIMITED: Final = "new-realm fetch rate exceeded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +196,7 @@ class JwksCache:
             raise Rejected(Reason.JWKS_UNAVAILABLE, f"last fetch failed: {entry.error or 'unknown'}")
         if entry.keys is None and entry.inflight is None and not entry.pinned and not self._new_realm_fetch(now):
             entry.attempted_at = now
-            entry.error = "new-realm fetch rate exceeded"
+            entry.error = RATE_LIMITED
             raise Rejected(Reason.JWKS_UNAVAILABLE, "too many realms without keys fetched; retry shortly")
         await self._refresh(entry)
         now = self._clock()
@@ -312,10 +313,11 @@ class JwksCache:
             self._entry(realm).pinned = True
 
     async def refresh_due(self) -> int:
-        """Fetch every held realm whose keys are past their TTL, and pinned realms whose fetch failed.
+        """Fetch every held realm whose keys are past their TTL or whose last fetch failed.
 
-        An unpinned realm that never got keys is not retried here: a request that needs it fetches
-        it (through the new-realm budget). Retrying such entries in the background would let a
+        An unpinned realm that never got keys is retried here only if a fetch was actually made and
+        failed (Keycloak down, garbage...), and then through the new-realm budget; one that the
+        budget refused is not: a request that needs it will ask again. Retrying those would let a
         flood of made-up realm names spend the budget that a real, newly created realm needs.
         Returns the number of fetches started. Called by the background refresher; tests call it
         directly with a fake clock.
@@ -327,8 +329,11 @@ class JwksCache:
                 continue
             due = now - entry.fetched_at >= self._policy.ttl
             if due and now - entry.attempted_at >= self._policy.retry:
-                if entry.keys is None and not entry.pinned:
-                    continue  # see the docstring: fetched on demand only
+                # see the docstring: never retry what the budget refused; retry real failures
+                # (Keycloak down, garbage...) only through the same budget
+                keyless = entry.keys is None and not entry.pinned
+                if keyless and (entry.error == RATE_LIMITED or not self._new_realm_fetch(now)):
+                    continue
                 task = self._start_fetch(entry)
                 if task is not None:
                     started.append(task)
