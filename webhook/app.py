@@ -390,6 +390,7 @@ def build_runtime(
         realm_registry=realm_registry,
     )
     deps.metrics.watch_token_cache(tokens)
+    deps.metrics.watch_jwks(cache)
     return Runtime(settings, cache, verifier, deps.metrics, realms, tokens)
 
 
