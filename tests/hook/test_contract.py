@@ -98,6 +98,17 @@ async def test_requested_role_not_allowed_is_401_not_a_downgrade(stack: Stack, m
     assert orjson.loads(verdict.hook_body)["reason"] == "role_not_allowed"
 
 
+async def test_role_refused_to_a_verified_token_is_audited_and_counted_under_its_realm(stack: Stack) -> None:
+    """A verified token asking for a role it lacks: the audit record and the rejection metric name
+    the token's realm and user (a realm's broken role mapper is alerted on per realm)."""
+    token = stack.keycloak.mint(stack.tenant.name, sub="mapper-victim")
+    await stack.hasura("GET").authenticate({**bearer(token), "X-Hasura-Role": "superuser"})
+    (record,) = stack.audit.records
+    assert (record.reason, record.realm, record.facts.sub) == ("role_not_allowed", stack.tenant.name, "mapper-victim")
+    text = (await stack.client.get(f"{stack.url}/metrics")).text
+    assert f'webhook_rejections_total{{realm="{stack.tenant.name}",reason="role_not_allowed"}} 1.0' in text
+
+
 async def test_admin_role_is_never_granted(stack: Stack) -> None:
     """A token listing Hasura's `admin` role cannot select it (FORBIDDEN_ROLES)."""
     token = stack.keycloak.mint(stack.tenant.name, roles=["admin", "user"], default_role="user")

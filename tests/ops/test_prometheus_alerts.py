@@ -76,3 +76,25 @@ async def test_burst_of_forged_tokens_fires_the_attack_alert(tmp_path: Path) -> 
             assert "tokens rejected as bad_signature" in annotations["summary"]
             assert annotations["runbook_url"] == "README.md#webhookrejectionsattack"
             assert await prom.firing("WebhookRejectionsBrokenMapper") == []
+
+
+async def test_a_realm_refusing_its_own_users_roles_fires_the_broken_mapper_alert(tmp_path: Path) -> None:
+    """Honest tokens of one realm asking for a role their mapper does not grant (role_not_allowed)
+    make WebhookRejectionsBrokenMapper fire naming that realm and reason, not the attack alert."""
+    async with ops_stack(tmp_path) as stack:
+        rules = rules_for_tests(tmp_path, {"mapper_rejections_per_second": 0.02})
+        async with run_prometheus(tmp_path / "prometheus", [stack.target], rules) as prom:
+            token = stack.keycloak.mint(stack.good.name, roles=["voter"], default_role="voter")
+
+            async def refused() -> None:
+                for _ in range(10):
+                    assert await stack.hook(token, role="election-event-create") == 401
+
+            alert = await prom.wait_for(
+                "WebhookRejectionsBrokenMapper firing",
+                lambda: prom.firing("WebhookRejectionsBrokenMapper", realm=stack.good.name, reason="role_not_allowed"),
+                between=refused,
+            )
+            summary = alert[0]["annotations"]["summary"]
+            assert summary.startswith(f"Realm {stack.good.name} rejects ") and "as role_not_allowed" in summary
+            assert await prom.firing("WebhookRejectionsAttack") == []
