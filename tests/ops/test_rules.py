@@ -189,3 +189,12 @@ def test_pending_metrics_do_not_exist_yet() -> None:
     """A pending metric that the service now exports must leave PENDING_METRICS (tests/ops/rules.py),
     so the dashboard and integration tests start requiring its series."""
     assert set(PENDING_METRICS) & exported_families() == set()
+
+
+def test_readme_alert_table_matches_the_rules() -> None:
+    """The README's alert table lists every alert, in order, with the severity and `for:` of the rules."""
+    text = README.read_text()
+    rows = re.findall(r"^\| \[(Webhook\w+)\]\(#(\w+)\) \| (\w+) \| `(\w+)` \|", text, re.MULTILINE)
+    assert [(name, anchor, severity, duration) for name, anchor, severity, duration in rows] == [
+        (alert.name, alert.name.lower(), alert.labels["severity"], alert.duration) for alert in alerts()
+    ]
