@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.deploy.support import demo_realm_path
+from tests.keycloak.support import KeycloakAdmin
 from webhook.testing.realkeycloak import RealKeycloak
 
 
@@ -46,3 +48,10 @@ def demo_realm(real_keycloak: RealKeycloak) -> Iterator[DemoRealm]:
     yield DemoRealm(real_keycloak, representation, path)
     with real_keycloak.admin() as admin:
         admin.delete(f"/{representation['realm']}")
+
+
+@pytest.fixture
+async def keycloak_admin(real_keycloak: RealKeycloak) -> AsyncIterator[KeycloakAdmin]:
+    """The session server's admin API (bootstrap admin client), with its own HTTP client."""
+    async with httpx.AsyncClient(timeout=60) as client:
+        yield KeycloakAdmin(real_keycloak.url, client)

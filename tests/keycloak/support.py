@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import html
 import io
 import json
+import re
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -28,6 +32,7 @@ from webhook.audit import MemorySink
 from webhook.config import Settings
 from webhook.decisionlog import DecisionLog
 from webhook.metrics import Metrics
+from webhook.provisioning.templates import PortalUrls, RealmKind, load_template, problems, render
 from webhook.testing.hasura import HasuraStandIn, HasuraVerdict
 from webhook.testing.realkeycloak import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET
 from webhook.testing.server import serve_asgi
@@ -268,3 +273,96 @@ def cli_environment(keycloak_url: str, workdir: Path) -> dict[str, str]:
         "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'cli.sqlite3'}",
         "LOG_FORMAT": "json",
     }
+
+
+_FORM_ACTION = re.compile(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"')
+
+
+async def browser_login(
+    base_url: str, realm: str, client_id: str, *, redirect_uri: str, username: str, password: str
+) -> dict[str, Any]:
+    """What a portal does in the browser: authorization code + PKCE (S256) through Keycloak's login form."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    oidc = f"{base_url}/realms/{realm}/protocol/openid-connect"
+    async with httpx.AsyncClient(timeout=30, follow_redirects=False) as browser:
+        page = await browser.get(
+            f"{oidc}/auth",
+            params={
+                "client_id": client_id,
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "scope": "openid",
+                "state": secrets.token_urlsafe(8),
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
+        )
+        assert page.status_code == 200, page.text[:300]
+        found = _FORM_ACTION.search(page.text)
+        assert found is not None, "no login form"
+        action = html.unescape(found.group(1))
+        # Keycloak marks its login cookies Secure; a browser sends them to http://127.0.0.1, httpx does not
+        cookies = "; ".join(f"{name}={value}" for name, value in page.cookies.items())
+        posted = await browser.post(
+            action,
+            data={"username": username, "password": password, "credentialId": ""},
+            headers={"Cookie": cookies},
+        )
+        assert posted.status_code == 302, posted.text[:300]
+        location = httpx.URL(posted.headers["location"])
+        assert str(location).startswith(redirect_uri), location
+        code = location.params["code"]
+        exchanged = await browser.post(
+            f"{oidc}/token",
+            data={
+                "grant_type": "authorization_code",
+                "client_id": client_id,
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": verifier,
+            },
+        )
+        assert exchanged.status_code == 200, exchanged.text[:300]
+        answer: dict[str, Any] = exchanged.json()
+        return answer
+
+
+# ------------------------------------------------------------------ realms made from our templates
+
+PASSWORD = "a-long-test-password-1"
+
+
+@dataclass
+class ProvisionedRealm:
+    kind: RealmKind
+    name: str
+    tenant_id: str
+    event_id: str | None
+    admin_id: str
+    voter_id: str
+    urls: PortalUrls
+
+    def session(self, role: str, user_id: str) -> dict[str, str]:
+        expected = {"x-hasura-role": role, "x-hasura-user-id": user_id, "x-hasura-tenant-id": self.tenant_id}
+        if self.event_id is not None:
+            expected["x-hasura-event-id"] = self.event_id
+        return expected
+
+
+async def provision(admin: KeycloakAdmin, kind: RealmKind) -> ProvisionedRealm:
+    """Render the template for new ids with the service's portal URLs, import it, add an admin and a voter."""
+    tenant_id, event_id = fresh_ids()
+    settings = Settings.from_environ({}, require_keycloak=False)
+    urls = PortalUrls(voting_portal=settings.voting_portal_url, admin_portal=settings.admin_portal_url)
+    representation = render(
+        load_template(kind), kind, tenant_id=tenant_id, event_id=event_id if kind == "event" else None, urls=urls
+    )
+    assert problems(representation, kind) == []
+    await admin.import_realm(representation)
+    name = str(representation["realm"])
+    admin_id = await admin.create_user(name, "tenant-admin", PASSWORD, groups=["admin"])
+    # event realms: the voter group (and the default role) give `user`; tenant realms: the role itself
+    voter_groups, voter_roles = (["voter"], []) if kind == "event" else ([], ["user"])
+    voter_id = await admin.create_user(name, "voter-one", PASSWORD, groups=voter_groups, realm_roles=voter_roles)
+    return ProvisionedRealm(kind, name, tenant_id, event_id if kind == "event" else None, admin_id, voter_id, urls)

@@ -78,7 +78,7 @@ async def test_password_grant_of_the_demo_admin_opens_its_session(
     assert set(header_of(access)) == {"alg", "typ", "kid"}
     assert "session_state" not in claims and "sid" in claims and "session_state" in answer
     assert "aud" not in claims, "an imported user gets no default roles, so no account audience"
-    assert claims["scope"] == "openid profile email"
+    assert set(claims["scope"].split()) == {"openid", "profile", "email"}
 
 
 @pytest.mark.parametrize("mode", ["GET", "POST"])
@@ -104,7 +104,7 @@ async def test_client_credentials_of_api_key_client_opens_the_service_account_se
     }
     claims = claims_of(answer["access_token"])
     assert "sid" not in claims and "session_state" not in claims
-    assert claims["scope"] == "profile email"
+    assert set(claims["scope"].split()) == {"profile", "email"}
     assert "refresh_token" not in answer and "id_token" not in answer
 
 
