@@ -20,7 +20,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -247,8 +247,10 @@ class HookStack:
 
 
 @contextlib.asynccontextmanager
-async def hook_stack(keycloak_url: str, workdir: Path, **env: str) -> AsyncIterator[HookStack]:
-    """Serve the webhook with ``KEYCLOAK_URL=keycloak_url`` (issuer base the same) and ``env``."""
+async def hook_stack(
+    keycloak_url: str, workdir: Path, *, clock: Callable[[], float] = time.monotonic, **env: str
+) -> AsyncIterator[HookStack]:
+    """Serve the webhook with ``KEYCLOAK_URL=keycloak_url`` (issuer base the same), ``env`` and a JWKS ``clock``."""
     environ = {
         "KEYCLOAK_URL": keycloak_url,
         "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'hook.sqlite3'}",
@@ -256,7 +258,9 @@ async def hook_stack(keycloak_url: str, workdir: Path, **env: str) -> AsyncItera
         **env,
     }
     metrics, audit, log = Metrics(), MemorySink(), DecisionLog(io.BytesIO())
-    app = create_app(Settings.from_environ(environ), Dependencies(audit=audit, metrics=metrics, decision_log=log))
+    app = create_app(
+        Settings.from_environ(environ), Dependencies(audit=audit, metrics=metrics, decision_log=log, clock=clock)
+    )
 
     async with serve_asgi(app, lifespan="on") as running, httpx.AsyncClient(timeout=30) as client:
         runtime = app.runtime

@@ -37,8 +37,9 @@ DEMO_SERVICE_ACCOUNT = "service-account-api-key-client"
 @pytest.fixture
 async def hook(demo_realm: DemoRealm, tmp_path: Path) -> AsyncIterator[HookStack]:
     # as the compose stack configures it: the demo tenant is the super-admin tenant
-    env = {"PREFETCH_REALMS": demo_realm.name, "SUPER_ADMIN_TENANT_ID": demo_realm.tenant_id}
-    async with hook_stack(demo_realm.server.url, tmp_path, **env) as stack:
+    async with hook_stack(
+        demo_realm.server.url, tmp_path, PREFETCH_REALMS=demo_realm.name, SUPER_ADMIN_TENANT_ID=demo_realm.tenant_id
+    ) as stack:
         yield stack
 
 

@@ -711,7 +711,8 @@ class FakeKeycloak:
         ``kid`` signs with that key of the realm (the enc key included, to test misuse);
         ``signing_key`` signs with a foreign key while the header still names the realm's active kid
         (unless ``kid`` says otherwise); ``alg`` is the signing algorithm, default the key's own.
-        ``grant`` shapes what depends on it: ``client_credentials`` tokens have no ``sid`` and no ``openid`` scope.
+        ``grant`` shapes what depends on it: ``client_credentials`` tokens have no ``sid`` and no ``openid``
+        scope (the others stand for a request with ``scope=openid``, as the portals and the tutorial send).
         """
         fake_realm = self._realms[realm]
         issued = int(time.time()) if now is None else now
