@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.deploy.support import demo_realm_path
-from tests.keycloak.support import KeycloakAdmin
+from tests.keycloak.support import HookStack, KeycloakAdmin, hook_stack
 from webhook.testing.realkeycloak import RealKeycloak
 
 
@@ -55,3 +55,10 @@ async def keycloak_admin(real_keycloak: RealKeycloak) -> AsyncIterator[KeycloakA
     """The session server's admin API (bootstrap admin client), with its own HTTP client."""
     async with httpx.AsyncClient(timeout=60) as client:
         yield KeycloakAdmin(real_keycloak.url, client)
+
+
+@pytest.fixture
+async def real_hook(real_keycloak: RealKeycloak, tmp_path: Path) -> AsyncIterator[HookStack]:
+    """Our webhook in front of the session's Keycloak (default settings)."""
+    async with hook_stack(real_keycloak.url, tmp_path) as stack:
+        yield stack

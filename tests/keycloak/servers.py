@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from tests.keycloak.support import PASSWORD, KeycloakAdmin, token_response
+from tests.keycloak.support import PASSWORD, KeycloakAdmin, imported_admin, token_response
 from webhook.provisioning.templates import load_template, render
 from webhook.testing.keycloak import FakeKeycloak
 
@@ -105,18 +105,7 @@ class RealServer:
         tenant = str(uuid.uuid4())
         representation = render(load_template("tenant"), "tenant", tenant_id=tenant)
         next(c for c in representation["clients"] if c["clientId"] == "api-key-client")["secret"] = SECRET
-        representation["users"] = [
-            {
-                "username": "imported-admin",
-                "enabled": True,
-                "email": "imported-admin@example.org",
-                "emailVerified": True,
-                "firstName": "Imported",
-                "lastName": "Admin",
-                "credentials": [{"type": "password", "value": PASSWORD, "temporary": False}],
-                "groups": ["/admin"],
-            }
-        ]
+        representation["users"] = [imported_admin("imported-admin")]
         await self.admin.import_realm(representation)
         name = str(representation["realm"])
         await self.admin.create_user(name, "runtime-admin", PASSWORD, groups=["admin"])

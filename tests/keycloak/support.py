@@ -60,6 +60,19 @@ def leaks(token: str, text: str) -> bool:
     return any(token[i : i + 20] in text for i in range(len(token) - 19))
 
 
+def user_representation(username: str, password: str) -> dict[str, Any]:
+    """An enabled user with a verified e-mail and a permanent password (Keycloak's UserRepresentation)."""
+    return {
+        "username": username,
+        "enabled": True,
+        "email": f"{username}@example.org",
+        "emailVerified": True,
+        "firstName": "Test",
+        "lastName": username.title(),
+        "credentials": [{"type": "password", "value": password, "temporary": False}],
+    }
+
+
 def fresh_ids() -> tuple[str, str]:
     """A new (tenant id, event id) pair: realm names no other test uses."""
     return str(uuid.uuid4()), str(uuid.uuid4())
@@ -119,15 +132,7 @@ class KeycloakAdmin:
         response = await self.client.post(
             f"{self.base_url}/admin/realms/{realm}/users",
             headers=await self._headers(),
-            json={
-                "username": username,
-                "enabled": True,
-                "email": f"{username}@example.org",
-                "emailVerified": True,
-                "firstName": "Test",
-                "lastName": username.title(),
-                "credentials": [{"type": "password", "value": password, "temporary": False}],
-            },
+            json=user_representation(username, password),
         )
         assert response.status_code == 201, response.text
         user_id = response.headers["location"].rsplit("/", 1)[1]
@@ -335,6 +340,11 @@ async def browser_login(
 # ------------------------------------------------------------------ realms made from our templates
 
 PASSWORD = "a-long-test-password-1"
+
+
+def imported_admin(username: str) -> dict[str, Any]:
+    """A user representation for a realm JSON: an administrator (group ``admin``) with ``PASSWORD``."""
+    return {**user_representation(username, PASSWORD), "groups": ["/admin"]}
 
 
 @dataclass

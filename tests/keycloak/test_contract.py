@@ -27,25 +27,13 @@ from cryptography import x509
 
 from tests.keycloak.servers import ContractServer, FakeServer, RealServer, TokenKind
 from tests.keycloak.support import HookStack, claims_of, header_of, hook_stack
+from tests.security.support import OffsetClock
 from webhook.testing.keycloak import FakeKeycloak, keycloak_kid
 
 pytestmark = pytest.mark.anyio
 
 TTL = 60
 HOOK_ENV = {"JWKS_TTL_SECONDS": str(TTL), "JWKS_MIN_REFETCH_SECONDS": "10"}
-
-
-class ManualClock:
-    """A monotonic clock the test moves forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.monotonic() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 @pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.keycloak)], ids=lambda p: f"keycloak={p}")
@@ -60,12 +48,12 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[ContractServer
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def clock() -> OffsetClock:
+    return OffsetClock()
 
 
 @pytest.fixture
-async def hook(server: ContractServer, clock: ManualClock, tmp_path: Path) -> AsyncIterator[HookStack]:
+async def hook(server: ContractServer, clock: OffsetClock, tmp_path: Path) -> AsyncIterator[HookStack]:
     async with hook_stack(server.url, tmp_path, clock=clock, **HOOK_ENV) as stack:
         yield stack
 
@@ -149,7 +137,7 @@ async def test_claims_follow_the_grant_and_the_roles(server: ContractServer, hoo
 
 
 async def test_key_rotation_the_keycloak_way(
-    server: ContractServer, hook: HookStack, clock: ManualClock, capsys: pytest.CaptureFixture[str]
+    server: ContractServer, hook: HookStack, clock: OffsetClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A higher-priority key signs new tokens at once; the old key's tokens stay valid while it is published
     (active, then passive) and are unknown_kid once the hook refreshes after it was disabled or deleted. JWKS
@@ -209,7 +197,7 @@ async def test_key_rotation_the_keycloak_way(
 
 
 async def test_a_deleted_realm_ends_as_unknown_realm(
-    server: ContractServer, hook: HookStack, clock: ManualClock
+    server: ContractServer, hook: HookStack, clock: OffsetClock
 ) -> None:
     """After the realm is deleted its tokens keep working only until the hook's next refresh (one TTL): then
     Keycloak's 404 makes them unknown_realm, and the negative cache answers without asking again."""

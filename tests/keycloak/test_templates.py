@@ -9,7 +9,7 @@ admin-portal also takes the platform tutorial's password grant, voting-portal re
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +21,6 @@ from tests.keycloak.support import (
     ProvisionedRealm,
     browser_login,
     claims_of,
-    hook_stack,
     provision,
     token_response,
 )
@@ -40,53 +39,41 @@ async def realm(request: pytest.FixtureRequest, real_keycloak: RealKeycloak) -> 
         await admin.delete_realm(provisioned.name)
 
 
-@pytest.fixture
-async def hook(real_keycloak: RealKeycloak, tmp_path: Path) -> AsyncIterator[HookStack]:
-    async with hook_stack(real_keycloak.url, tmp_path) as stack:
-        yield stack
-
-
 async def test_portals_log_in_with_authorization_code_and_pkce(
-    real_keycloak: RealKeycloak, realm: ProvisionedRealm, hook: HookStack
+    real_keycloak: RealKeycloak, realm: ProvisionedRealm, real_hook: HookStack
 ) -> None:
     """admin-portal (an administrator) and voting-portal (a voter), each through the login form with PKCE:
     admin-user and user sessions of the realm's tenant (and event); a voter cannot ask for admin-user."""
-    admin = await browser_login(
-        real_keycloak.url,
-        realm.name,
-        "admin-portal",
-        redirect_uri=f"{realm.urls.admin_portal}/callback",
-        username="tenant-admin",
-        password=PASSWORD,
-    )
-    voter = await browser_login(
-        real_keycloak.url,
-        realm.name,
-        "voting-portal",
-        redirect_uri=f"{realm.urls.voting_portal}/callback",
-        username="voter-one",
-        password=PASSWORD,
-    )
+    portals = {"admin-portal": realm.urls.admin_portal, "voting-portal": realm.urls.voting_portal}
+
+    async def login(client_id: str, username: str) -> dict[str, Any]:
+        redirect = f"{portals[client_id]}/callback"
+        return await browser_login(
+            real_keycloak.url, realm.name, client_id, redirect_uri=redirect, username=username, password=PASSWORD
+        )
+
+    admin = await login("admin-portal", "tenant-admin")
+    voter = await login("voting-portal", "voter-one")
     for mode in ("GET", "POST"):
-        admin_verdict = await hook.decide(admin["access_token"], mode)
+        admin_verdict = await real_hook.decide(admin["access_token"], mode)
         assert admin_verdict.session == realm.session("admin-user", realm.admin_id), admin_verdict.hook_body
-        voter_verdict = await hook.decide(voter["access_token"], mode)
+        voter_verdict = await real_hook.decide(voter["access_token"], mode)
         assert voter_verdict.session == realm.session("user", realm.voter_id), voter_verdict.hook_body
-    chosen = await hook.decide(admin["access_token"], role="election-event-create")
+    chosen = await real_hook.decide(admin["access_token"], role="election-event-create")
     assert chosen.role == "election-event-create"
-    denied = await hook.decide(voter["access_token"], role="admin-user")
+    denied = await real_hook.decide(voter["access_token"], role="admin-user")
     assert b'"role_not_allowed"' in denied.hook_body
     # runtime-created users carry the default role, hence the account audience
     assert claims_of(voter["access_token"])["aud"] == "account"
 
 
 async def test_password_grants_admin_portal_yes_voting_portal_no(
-    real_keycloak: RealKeycloak, realm: ProvisionedRealm, hook: HookStack
+    real_keycloak: RealKeycloak, realm: ProvisionedRealm, real_hook: HookStack
 ) -> None:
     """admin-portal takes the password grant (it is public: a client_secret sent along is ignored) and its token
     opens the admin session; voting-portal refuses direct grants (voters log in through the browser only)."""
     answer = await token_response(
-        hook.client,
+        real_hook.client,
         real_keycloak.url,
         realm.name,
         grant_type="password",
@@ -96,9 +83,9 @@ async def test_password_grants_admin_portal_yes_voting_portal_no(
         username="tenant-admin",
         password=PASSWORD,
     )
-    verdict = await hook.decide(answer["access_token"], "POST")
+    verdict = await real_hook.decide(answer["access_token"], "POST")
     assert verdict.session == realm.session("admin-user", realm.admin_id), verdict.hook_body
-    refused = await hook.client.post(
+    refused = await real_hook.client.post(
         f"{real_keycloak.url}/realms/{realm.name}/protocol/openid-connect/token",
         data={"grant_type": "password", "client_id": "voting-portal", "username": "voter-one", "password": PASSWORD},
     )
@@ -107,7 +94,7 @@ async def test_password_grants_admin_portal_yes_voting_portal_no(
 
 
 async def test_api_key_client_password_grant_and_service_account(
-    real_keycloak: RealKeycloak, keycloak_admin: KeycloakAdmin, realm: ProvisionedRealm, hook: HookStack
+    real_keycloak: RealKeycloak, keycloak_admin: KeycloakAdmin, realm: ProvisionedRealm, real_hook: HookStack
 ) -> None:
     """api-key-client with the secret Keycloak generated: an administrator's password grant opens admin-user;
     its service account has only the default roles, so its client-credentials token is role_not_allowed
@@ -115,7 +102,7 @@ async def test_api_key_client_password_grant_and_service_account(
     secret = await keycloak_admin.client_secret(realm.name, "api-key-client")
     form = {"client_id": "api-key-client", "client_secret": secret}
     answer = await token_response(
-        hook.client,
+        real_hook.client,
         real_keycloak.url,
         realm.name,
         grant_type="password",
@@ -123,15 +110,19 @@ async def test_api_key_client_password_grant_and_service_account(
         password=PASSWORD,
         **form,
     )
-    verdict = await hook.decide(answer["access_token"])
+    verdict = await real_hook.decide(answer["access_token"])
     assert verdict.session == realm.session("admin-user", realm.admin_id), verdict.hook_body
-    service = await token_response(hook.client, real_keycloak.url, realm.name, grant_type="client_credentials", **form)
-    refused = await hook.decide(service["access_token"])
+    service = await token_response(
+        real_hook.client, real_keycloak.url, realm.name, grant_type="client_credentials", **form
+    )
+    refused = await real_hook.decide(service["access_token"])
     assert b'"role_not_allowed"' in refused.hook_body
     account = await keycloak_admin.service_account_id(realm.name, "api-key-client")
     await keycloak_admin.grant_realm_roles(realm.name, account, ["admin-user"])
-    service = await token_response(hook.client, real_keycloak.url, realm.name, grant_type="client_credentials", **form)
-    granted = await hook.decide(service["access_token"])
+    service = await token_response(
+        real_hook.client, real_keycloak.url, realm.name, grant_type="client_credentials", **form
+    )
+    granted = await real_hook.decide(service["access_token"])
     assert granted.session == realm.session("admin-user", account), granted.hook_body
 
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,6 @@ from tests.keycloak.support import (
     KeycloakAdmin,
     ProvisionedRealm,
     claims_of,
-    hook_stack,
     provision,
 )
 from webhook.testing.realkeycloak import RealKeycloak
@@ -40,12 +38,6 @@ async def tenant(keycloak_admin: KeycloakAdmin) -> AsyncIterator[ProvisionedReal
     await keycloak_admin.delete_realm(provisioned.name)
 
 
-@pytest.fixture
-async def hook(real_keycloak: RealKeycloak, tmp_path: Path) -> AsyncIterator[HookStack]:
-    async with hook_stack(real_keycloak.url, tmp_path) as stack:
-        yield stack
-
-
 async def _token_endpoint(client: httpx.AsyncClient, keycloak_url: str, tenant_id: str, form: dict[str, str]) -> Any:
     # the tutorial's URL pattern: {KEYCLOAK_URL}/realms/tenant-{TENANT_ID}/protocol/openid-connect/token
     response = await client.post(
@@ -58,14 +50,14 @@ async def _token_endpoint(client: httpx.AsyncClient, keycloak_url: str, tenant_i
 
 
 async def test_seed_000_password_then_refresh_then_graphql(
-    real_keycloak: RealKeycloak, tenant: ProvisionedRealm, hook: HookStack
+    real_keycloak: RealKeycloak, tenant: ProvisionedRealm, real_hook: HookStack
 ) -> None:
     """Step 1 answers the tutorial's sample fields (expires_in 300, a refresh token of ~1800 s, an ID token,
     scope openid profile email); step 2's refresh gives a new access token of the same session; each access
     token authenticates the GraphQL call."""
     client_form = {"client_id": "admin-portal", "client_secret": "admin-portal-client-secret"}
     first = await _token_endpoint(
-        hook.client,
+        real_hook.client,
         real_keycloak.url,
         tenant.tenant_id,
         {"grant_type": "password", "scope": "openid", **client_form, "username": "tenant-admin", "password": PASSWORD},
@@ -75,7 +67,7 @@ async def test_seed_000_password_then_refresh_then_graphql(
     assert set(first["scope"].split()) == {"openid", "profile", "email"}
     assert {"access_token", "refresh_token", "id_token", "session_state"} <= set(first)
     refreshed = await _token_endpoint(
-        hook.client,
+        real_hook.client,
         real_keycloak.url,
         tenant.tenant_id,
         {"grant_type": "refresh_token", **client_form, "refresh_token": first["refresh_token"]},
@@ -84,20 +76,20 @@ async def test_seed_000_password_then_refresh_then_graphql(
     assert claims_of(refreshed["access_token"])["sid"] == claims_of(first["access_token"])["sid"]
     for access in (first["access_token"], refreshed["access_token"]):
         for mode in ("GET", "POST"):
-            verdict = await hook.hasura(mode).authenticate(
+            verdict = await real_hook.hasura(mode).authenticate(
                 {"Content-Type": "application/json", "Authorization": f"Bearer {access}"}, GRAPHQL_TYPENAME
             )
             assert verdict.session == tenant.session("admin-user", tenant.admin_id), verdict.hook_body
 
 
 async def test_seed_001_api_key_client_password_grant_then_create_event_headers(
-    real_keycloak: RealKeycloak, keycloak_admin: KeycloakAdmin, tenant: ProvisionedRealm, hook: HookStack
+    real_keycloak: RealKeycloak, keycloak_admin: KeycloakAdmin, tenant: ProvisionedRealm, real_hook: HookStack
 ) -> None:
     """The API-key example: the secret from the client's credentials, the password grant with scope openid, then
     the CreateElectionEvent request's headers (x-hasura-role admin-user, a browser's Origin) open admin-user."""
     secret = await keycloak_admin.client_secret(tenant.name, "api-key-client")
     answer = await _token_endpoint(
-        hook.client,
+        real_hook.client,
         real_keycloak.url,
         tenant.tenant_id,
         {
@@ -125,5 +117,5 @@ async def test_seed_001_api_key_client_password_grant_then_create_event_headers(
         "variables": {"electionEvent": {"name": "Create Event 1", "tenant_id": tenant.tenant_id}},
     }
     for mode in ("GET", "POST"):
-        verdict = await hook.hasura(mode).authenticate(headers, mutation)
+        verdict = await real_hook.hasura(mode).authenticate(headers, mutation)
         assert verdict.session == tenant.session("admin-user", tenant.admin_id), verdict.hook_body
