@@ -303,8 +303,10 @@ class RealmModel:
         found: dict[str, Any] = matches[0]
         return found
 
-    def effective_realm_roles(self, user: Mapping[str, Any]) -> set[str]:
-        """Direct roles, group roles (parent groups included), default roles, composites expanded."""
+    def effective_realm_roles(self, user: Mapping[str, Any], *, created_at_run_time: bool = False) -> set[str]:
+        """Direct roles, group roles (parent groups included), composites expanded; the default roles only for a
+        user created at run time (admin API, registration): Keycloak imports the users of a realm JSON without
+        them (``DefaultExportImportManager.createUser``: ``addDefaultRoles=false``; tests/keycloak proves it)."""
         pending = list(user.get("realmRoles", []))
         for path in user.get("groups", []):
             assert path in self.groups, f"user {user.get('username')!r} is in an unknown group {path!r}"
@@ -312,7 +314,8 @@ class RealmModel:
             for part in path.strip("/").split("/"):
                 prefix = f"{prefix}/{part}"
                 pending.extend(self.groups[prefix].get("realmRoles", []))
-        pending.extend(self.default_roles())  # service-account users get them too
+        if created_at_run_time:
+            pending.extend(self.default_roles())
         roles: set[str] = set()
         while pending:
             role = pending.pop()

@@ -153,7 +153,8 @@ def test_demo_realm_is_a_tenant_realm_the_stack_prefetches() -> None:
 
 
 def test_demo_realm_clients() -> None:
-    """admin-portal and voting-portal are public PKCE clients; api-key-client is confidential with a service account."""
+    """admin-portal and voting-portal are public PKCE clients (admin-portal also takes the platform tutorial's
+    password grant, voting-portal only the browser flow); api-key-client is confidential with a service account."""
     realm = _demo()
     assert {c["clientId"] for c in realm["clients"]} == set(CLIENTS)
     env = resolved_environment("webhook")
@@ -162,7 +163,8 @@ def test_demo_realm_clients() -> None:
         rep = client(realm, client_id)
         assert rep["publicClient"] is True and "secret" not in rep
         assert rep["standardFlowEnabled"] is True
-        assert rep["implicitFlowEnabled"] is False and rep["directAccessGrantsEnabled"] is False
+        assert rep["implicitFlowEnabled"] is False
+        assert rep["directAccessGrantsEnabled"] is (client_id == "admin-portal")
         assert rep["attributes"]["pkce.code.challenge.method"] == "S256"
         assert rep["rootUrl"] == roots[client_id]
     api = client(realm, "api-key-client")

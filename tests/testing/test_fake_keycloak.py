@@ -15,7 +15,7 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, InvalidKeyIdError
-from joserfc.jwk import KeySet, KeySetSerialization, RSAKey
+from joserfc.jwk import ECKey, JWKRegistry, KeySet, KeySetSerialization, RSAKey
 
 from webhook.testing.keycloak import (
     DROP,
@@ -39,13 +39,12 @@ CLAIM_ORDER = [
     "sub",
     "typ",
     "azp",
-    "session_state",
+    "sid",
     "acr",
     "allowed-origins",
     "realm_access",
     "resource_access",
     "scope",
-    "sid",
     "email_verified",
     HASURA_CLAIMS,
     "name",
@@ -73,6 +72,14 @@ def rfc7638_thumbprint(jwk: dict[str, Any]) -> str:
     members = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}[jwk["kty"]]
     canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+def keycloak_key_id(jwk: dict[str, Any]) -> str:
+    """Keycloak's KeyUtils.createKeyId, computed from the published key: base64url(SHA-256(SPKI DER))."""
+    key = JWKRegistry.import_key(jwk)
+    assert isinstance(key, RSAKey | ECKey)
+    der = key.as_der(private=False)
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
 
 
 async def served_jwks(http: httpx.AsyncClient, realm: FakeRealm) -> KeySetSerialization:
@@ -104,7 +111,7 @@ async def test_jwks_serves_sig_and_enc_keys_like_keycloak(keycloak: FakeKeycloak
     ]
     assert [key["kid"] for key in keys] == [realm.active_kid, realm.enc_kid]
     for key in keys:
-        assert key["kid"] == rfc7638_thumbprint(key)
+        assert key["kid"] == keycloak_key_id(key)
         assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
         assert set(key) >= {"n", "e", "x5c", "x5t", "x5t#S256"}
 
@@ -187,7 +194,7 @@ async def test_token_has_keycloak_admin_shape_and_size(keycloak: FakeKeycloak) -
     assert list(claims) == CLAIM_ORDER
     assert claims["exp"] - claims["iat"] == 300
     assert (claims["aud"], claims["typ"], claims["azp"], claims["acr"]) == ("account", "Bearer", "admin-portal", "1")
-    assert claims["sid"] == claims["session_state"]
+    assert "session_state" not in claims  # gone from tokens since Keycloak 25; sid stays
     assert len(ROLES) == 62
     assert claims["realm_access"]["roles"] == list(ROLES)
     assert claims[HASURA_CLAIMS] == {
@@ -311,7 +318,7 @@ async def test_es256_realm_keys_and_tokens(keycloak: FakeKeycloak, http: httpx.A
         ("EC", "ES256", "P-256"),
         ("RSA", "RS256", None),
     ]
-    assert keys[0]["kid"] == rfc7638_thumbprint(keys[0]) == realm.active_kid
+    assert keys[0]["kid"] == keycloak_key_id(keys[0]) == realm.active_kid
     token = keycloak.mint(realm.name)
     assert jwt.decode(token, KeySet.import_key_set(realm.jwks())).header["alg"] == "ES256"
     rs_kid = realm.signing_kids[1]

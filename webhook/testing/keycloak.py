@@ -6,11 +6,20 @@ Rules of this module:
   ``/realms/{realm}/.well-known/openid-configuration`` and, for an unknown realm,
   404 ``{"error": "Realm does not exist"}``. Any other path is a 404.
 - A realm publishes its signing keys (``"use": "sig"``) and, unless disabled, an RSA encryption key
-  (``"use": "enc"``, ``"alg": "RSA-OAEP"``). Every kid is the key's RFC 7638 thumbprint.
+  (``"use": "enc"``, ``"alg": "RSA-OAEP"``). A kid is derived as Keycloak's ``KeyUtils.createKeyId`` does:
+  base64url of the SHA-256 of the public key's X.509 SubjectPublicKeyInfo (checked against Keycloak 26.7).
+  Nothing may rely on it: the service treats kid and x5c as opaque.
+- Keys have Keycloak's states: active (published, signs new tokens), passive (published, verifies only),
+  disabled (not published). A realm deleted with ``remove_realm`` answers 404 like a deleted Keycloak realm.
 - Keys come from a process-wide pool: within one ``FakeKeycloak`` every key is distinct, while separate
   instances reuse the same keys, so a suite creating hundreds of realms generates each key once.
 - ``mint`` produces tokens shaped exactly like a Keycloak admin access token (62 roles, ~4.7 KB for RS256);
   any claim, Hasura claim or header field can be overridden, or removed with ``DROP``, to craft bad tokens.
+  As in Keycloak 25+: no ``session_state`` claim (only ``sid``); ``grant="client_credentials"`` has no
+  ``sid`` and scope ``profile email``; ``aud: account`` and the account ``resource_access`` come only with
+  a ``default-roles-…`` role (the account client roles its composite carries: users imported in a realm
+  JSON have none, users created at run time do). tests/keycloak/test_contract.py holds all of this to the
+  real server.
   The signature is always computed with ``alg`` (default: the key's), whatever the header claims.
 - Fault modes never sleep: "slow" blocks on an event set by ``release_slow()`` and by shutdown.
 - Everything received is recorded; the fakes never make a request themselves.
@@ -37,6 +46,7 @@ import re
 import secrets
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -74,9 +84,12 @@ __all__ = [
     "Behaviour",
     "FakeKeycloak",
     "FakeRealm",
+    "Grant",
     "Hit",
+    "KeyState",
     "SigningKey",
     "attacker_key",
+    "keycloak_kid",
     "sign_raw",
 ]
 
@@ -149,6 +162,8 @@ ROLES: Final[tuple[str, ...]] = (
 HASURA_CLAIMS: Final = "https://hasura.io/jwt/claims"
 
 Behaviour = Literal["ok", "down", "slow", "garbage", "html", "huge", "redirect", "empty_keys"]
+#: The OAuth grant a minted token stands for (what ``sid`` and ``scope`` depend on).
+Grant = Literal["password", "authorization_code", "refresh_token", "client_credentials"]
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _REALM_NAME = re.compile(rf"tenant-(?P<tenant>{_UUID})(?:-event-(?P<event>{_UUID}))?")
@@ -294,8 +309,10 @@ def _self_signed_der(key: RSAKey, common_name: str) -> bytes:
     private = key.private_key
     if not isinstance(private, rsa.RSAPrivateKey):
         raise TypeError("a certificate needs the private RSA key")
-    # Keycloak puts the realm name in CN; X.509 caps CN at 64 characters (event realms have 86).
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
+    # Keycloak puts the whole realm name in CN, even past X.509's 64-character bound (event realms have 86).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name, _validate=False)])
     issued = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -310,6 +327,17 @@ def _self_signed_der(key: RSAKey, common_name: str) -> bytes:
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
+#: Keycloak's key statuses (``GET /admin/realms/{realm}/keys``): active signs, passive only verifies,
+#: disabled is no longer published.
+KeyState = Literal["active", "passive", "disabled"]
+
+
+def keycloak_kid(key: AsymmetricKey) -> str:
+    """Keycloak's ``KeyUtils.createKeyId``: base64url(SHA-256(SubjectPublicKeyInfo DER))."""
+    der = key.as_der(private=False)
+    return _b64url(hashlib.sha256(der).digest())
+
+
 @dataclass(eq=False)
 class _RealmKey:
     key: AsymmetricKey
@@ -317,10 +345,11 @@ class _RealmKey:
     use: Literal["sig", "enc"]
     realm: str
     kid: str = field(init=False)
+    state: KeyState = "active"
     _jwk: dict[str, Any] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.kid = self.key.thumbprint()
+        self.kid = keycloak_kid(self.key)
 
     def public_jwk(self) -> dict[str, Any]:
         """The key as Keycloak publishes it (field order included); computed once."""
@@ -374,8 +403,8 @@ class FakeRealm:
 
     @property
     def signing_kids(self) -> tuple[str, ...]:
-        """Kids of the published signing keys, oldest first."""
-        return tuple(entry.kid for entry in self._signing)
+        """Kids of the published signing keys (active and passive), oldest first."""
+        return tuple(entry.kid for entry in self._signing if entry.state != "disabled")
 
     @property
     def active_kid(self) -> str:
@@ -389,7 +418,7 @@ class FakeRealm:
     def jwks(self) -> KeySetSerialization:
         """The public JWKS served at the certs endpoint: signing keys, then the encryption key."""
         entries = [*self._signing, *([self._enc] if self._enc is not None else [])]
-        return {"keys": [entry.public_jwk() for entry in entries]}
+        return {"keys": [entry.public_jwk() for entry in entries if entry.state != "disabled"]}
 
     def openid_configuration(self) -> dict[str, Any]:
         """The discovery document; like Keycloak, every URL in it is built on the public issuer."""
@@ -427,6 +456,17 @@ class FakeRealm:
             self._signing.clear()
         return self._add_signing_key(algorithm, None).kid
 
+    def set_key_state(self, kid: str, state: KeyState) -> None:
+        """Make a signing key active, passive (still published, signs nothing new) or disabled (unpublished).
+
+        As in Keycloak, new tokens are signed by the newest active key; ``mint(kid=...)`` still signs with a
+        passive or disabled key, to stand for tokens issued before the change.
+        """
+        entry = self._entry(kid)
+        entry.state = state
+        active = [candidate for candidate in self._signing if candidate.state == "active"]
+        self._active = active[-1] if active else None
+
     def remove_key(self, kid: str) -> None:
         """Stop publishing ``kid`` (signing or encryption key); the newest remaining one becomes active."""
         if self._enc is not None and self._enc.kid == kid:
@@ -435,7 +475,8 @@ class FakeRealm:
         entry = self._entry(kid)
         self._signing.remove(entry)
         if self._active is entry:
-            self._active = self._signing[-1] if self._signing else None
+            active = [candidate for candidate in self._signing if candidate.state == "active"]
+            self._active = active[-1] if active else None
 
     def private_key(self, kid: str | None = None) -> AsymmetricKey:
         """The private key behind ``kid`` (default: the active signing key)."""
@@ -663,12 +704,15 @@ class FakeKeycloak:
         signing_key: SigningKey | None = None,
         typ: str = "Bearer",
         azp: str = "admin-portal",
+        grant: Grant = "password",
     ) -> str:
         """A Keycloak access token of ``realm`` (see the module rules for overrides and ``DROP``).
 
         ``kid`` signs with that key of the realm (the enc key included, to test misuse);
         ``signing_key`` signs with a foreign key while the header still names the realm's active kid
         (unless ``kid`` says otherwise); ``alg`` is the signing algorithm, default the key's own.
+        ``grant`` shapes what depends on it: ``client_credentials`` tokens have no ``sid`` and no ``openid``
+        scope (the others stand for a request with ``scope=openid``, as the portals and the tutorial send).
         """
         fake_realm = self._realms[realm]
         issued = int(time.time()) if now is None else now
@@ -685,22 +729,23 @@ class FakeKeycloak:
             hasura["x-hasura-event-id"] = fake_realm.event_id
         hasura["x-hasura-user-id"] = user
         hasura["x-hasura-allowed-roles"] = role_list
+        # The account client roles (and with them aud "account") come from the default role's composites.
+        account = any(role.startswith("default-roles-") for role in role_list)
         payload: dict[str, Any] = {
             "exp": issued + lifetime,
             "iat": issued,
             "jti": str(uuid.uuid4()),
             "iss": fake_realm.issuer,
-            "aud": "account",
+            **({"aud": "account"} if account else {}),
             "sub": user,
             "typ": typ,
             "azp": azp,
-            "session_state": session,
+            **({"sid": session} if grant != "client_credentials" else {}),
             "acr": "1",
             "allowed-origins": ["*"],
             "realm_access": {"roles": role_list},
-            "resource_access": {"account": {"roles": list(_ACCOUNT_ROLES)}},
-            "scope": "openid profile email",
-            "sid": session,
+            **({"resource_access": {"account": {"roles": list(_ACCOUNT_ROLES)}}} if account else {}),
+            "scope": "profile email" if grant == "client_credentials" else "openid profile email",
             "email_verified": True,
             HASURA_CLAIMS: _merge(hasura, hasura_claims),
             "name": f"Test User{number}",

@@ -158,6 +158,9 @@ class RealKeycloak:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     watchdog: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     started_in_seconds: float = 0.0
+    #: Extra ``kc.sh start-dev`` arguments of the next ``start`` (e.g. ``("--import-realm",)`` with realm files
+    #: in ``<home>/data/import``, as docker-compose starts Keycloak).
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -269,6 +272,7 @@ class RealKeycloak:
             f"--http-port={self.port}",
             f"--http-management-port={self.management_port}",
             "--hostname-strict=false",
+            *self.extra_args,
         ]
         began = time.monotonic()
         log = self.log_path.open("ab")
