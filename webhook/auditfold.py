@@ -23,14 +23,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from webhook.audit import RejectionRecord
+from webhook.audit import CLAIM_CHARS, DETAIL_CHARS, FORWARDED_CHARS, RejectionRecord
 from webhook.realms import parse_realm_name
 from webhook.reasons import Reason
 from webhook.safetext import safe_optional, safe_text
 
-CLAIM_CHARS: Final = 256
-FORWARDED_CHARS: Final = 256
-DETAIL_CHARS: Final = 512
 REALM_CHARS: Final = 100
 MAX_BUCKET_STATES: Final = 4
 VERIFIED_REASONS: Final = frozenset(

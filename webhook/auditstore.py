@@ -45,7 +45,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webhook.auditfold import CLAIM_CHARS, CONTEXT_COLUMNS, DETAIL_CHARS, FORWARDED_CHARS
+from webhook.audit import CLAIM_CHARS, DETAIL_CHARS, FORWARDED_CHARS
+from webhook.auditfold import CONTEXT_COLUMNS
 from webhook.db import Base, UtcDateTime
 
 PRUNE_CHUNK: Final = 5000

@@ -165,6 +165,7 @@ class AuditWriter:
         self.dropped: dict[str, int] = dict.fromkeys(AUDIT_DROP_CAUSES, 0)
         self.failing = False
         self.last_error: str | None = None
+        self.last_drop_at: float | None = None
         self.caught_up_at = clock()
         self._next_attempt = 0.0
         self._delay = policy.retry_initial
@@ -197,6 +198,7 @@ class AuditWriter:
 
     def _drop(self, cause: DropCause, records: int, **fields: Any) -> None:
         if records:
+            self.last_drop_at = self._clock()
             self.dropped[cause] += records
             self._metrics.audit_dropped[cause].inc(records)
             total = sum(self.dropped.values())
@@ -491,10 +493,9 @@ class DbAuditSink:
             return "degraded"
         if self._thread is not None and not self._thread.is_alive() and not self._closed:
             return "degraded"
-        if any(writer.dropped.values()):
-            last = max(writer._last_warning.values(), default=None)
-            if last is not None and self._clock() - last < self.policy.warn_interval:
-                return "degraded"
+        drop = writer.last_drop_at
+        if drop is not None and self._clock() - drop < self.policy.warn_interval:
+            return "degraded"
         return "ok"
 
     @property

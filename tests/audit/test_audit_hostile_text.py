@@ -81,3 +81,28 @@ def test_safe_text_replaces_nul_and_lone_surrogates_and_caps() -> None:
     assert safe_text("plain", 3) == "pla"
     assert safe_text(safe_text("\x00\ud800", 5), 5) == REPLACEMENT * 2  # idempotent
     assert safe_text("ok 😀", 10) == "ok 😀"
+
+
+def test_decision_log_fields_are_made_safe_too() -> None:
+    """The decision log line copies the same strings through the same sanitiser (and stays valid JSON)."""
+    from webhook.audit import RejectionRecord
+    from webhook.reasons import Reason
+    from webhook.token import TokenFacts
+
+    record = RejectionRecord(
+        at=0.0,
+        reason=Reason.BAD_SIGNATURE,
+        detail="d\x00",
+        source="hook",
+        hook_mode="GET",
+        token_sha256=None,
+        realm=None,
+        facts=TokenFacts(sub="a\x00b", kid="x" * 1000, iss="\ud800"),
+        client_ip="1\x00",
+        user_agent="u\x00",
+        request_id="r",
+    )
+    fields = record.as_log_fields()
+    assert (fields["sub"], fields["iss"], fields["detail"]) == (f"a{REPLACEMENT}b", REPLACEMENT, f"d{REPLACEMENT}")
+    assert len(fields["kid"]) == 256
+    orjson.dumps(fields)  # a lone surrogate here used to make this raise (a 500 on the hook path)
