@@ -243,13 +243,14 @@ async def start_service(env: dict[str, str], workdir: Path) -> Service:
     for _ in range(5):  # a port taken between choosing it and the bind: try another
         port = _port()
         log = workdir / f"service-{port}.log"
-        process = subprocess.Popen(  # noqa: ASYNC220, S603 - our own argv; awaited below by polling its health
-            [sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workdir,
-            env={**os.environ, **env},
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with log.open("wb") as output:  # the child keeps its own descriptor
+            process = subprocess.Popen(  # noqa: ASYNC220, S603 - our own argv; awaited below by polling its health
+                [sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                cwd=workdir,
+                env={**os.environ, **env},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient() as client, asyncio.timeout(30):
             while process.poll() is None:
