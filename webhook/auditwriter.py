@@ -321,11 +321,16 @@ class AuditWriter:
             else:
                 self._drop("queue_full", int(row["occurrences"]))
 
-    async def step(self, folds: Mapping[PendingKey, Aggregate], overflowed: int = 0) -> None:
-        """Write what was folded since the last step (behind any backlog), then catch up if due."""
+    def _rows(self, folds: Mapping[PendingKey, Aggregate], overflowed: int) -> list[Row]:
+        """The rows for `folds` under the row bound; records past a bound are counted as overflow."""
         rows, past_bound = self.ledger.rows(folds) if folds else ([], 0)
         if overflowed + past_bound:
             self._metrics.audit_overflow.inc(overflowed + past_bound)
+        return rows
+
+    async def step(self, folds: Mapping[PendingKey, Aggregate], overflowed: int = 0) -> None:
+        """Write what was folded since the last step (behind any backlog), then catch up if due."""
+        rows = self._rows(folds, overflowed)
         if rows and not self.backlog and not self.failing and self.schema is not None and self.schema.ok:
             rows = await self.commit(rows)
         self.keep(rows)
@@ -372,9 +377,7 @@ class AuditWriter:
     async def shutdown(self, folds: Mapping[PendingKey, Aggregate], overflowed: int = 0) -> None:
         """Last step: pending rows to the database within the deadline, else to the journal."""
         deadline = self._clock() + self.policy.shutdown_deadline
-        rows, past_bound = self.ledger.rows(folds) if folds else ([], 0)
-        if overflowed + past_bound:
-            self._metrics.audit_overflow.inc(overflowed + past_bound)
+        rows = self._rows(folds, overflowed)
         if self.backlog and not self.failing:
             await self.catch_up(deadline)
         if rows and not self.backlog and not self.failing and self.schema is not None and self.schema.ok:
