@@ -36,7 +36,7 @@ from webhook.actions.context import ActionContext
 from webhook.actions.endpoint import ActionsEndpoint, ActionServices
 from webhook.actions.registry import ActionRegistry, default_registry
 from webhook.audit import AuditSink
-from webhook.auditwriter import CountingSink, audit_status, db_audit_sink
+from webhook.auditwriter import CountingSink, audit_detail, audit_status, db_audit_sink
 from webhook.config import Settings
 from webhook.datastore import DataStore
 from webhook.decisionlog import DecisionLog
@@ -254,6 +254,9 @@ class WebhookApp:
         ready = all(state in ("fresh", "stale") for state in realms.values())
         body = {"ready": ready, "realms": realms, "errors": errors, "realms_cached": len(runtime.cache)}
         body["audit"] = audit_status(runtime.audit)  # informative: degraded never makes us unready
+        detail = audit_detail(runtime.audit)
+        if detail is not None:
+            body["audit_detail"] = detail
         if runtime.store is not None:  # informative too: the hook does not need the actions' database
             body["database"] = "ok" if runtime.store.ready.is_set() else "migrating"
         return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json")

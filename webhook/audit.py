@@ -2,7 +2,8 @@
 
 Rules of this module:
 - A record holds what the token *claimed* (capped, unverified) and the SHA-256 of the token,
-  never the token itself nor any part of it.
+  never the token itself nor any part of it. Whatever leaves a record (a row, a log line) passes
+  `webhook.safetext` first (NUL, lone surrogates, length).
 - `AuditSink.submit` is called on the request path: it must not block or await. Durable sinks
   enqueue and write elsewhere.
 """
@@ -11,10 +12,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from webhook.reasons import Reason
+from webhook.safetext import safe_optional, safe_text
 from webhook.token import TokenFacts
+
+CLAIM_CHARS: Final = 256  # claimed strings copied into rows and log lines
+FORWARDED_CHARS: Final = 256  # forwarded client values (IP, user agent, request id)
+DETAIL_CHARS: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,23 +40,23 @@ class RejectionRecord:
     request_id: str
 
     def as_log_fields(self) -> dict[str, Any]:
-        """Flat fields for the decision log line (no token, only its hash)."""
+        """Flat fields for the decision log line (no token, only its hash); copied strings made safe."""
         facts = self.facts  # by hand: dataclasses.asdict deep-copies and was 12 % of a rejection
         return {
-            "alg": facts.alg,
-            "kid": facts.kid,
-            "iss": facts.iss,
-            "sub": facts.sub,
-            "azp": facts.azp,
-            "jti": facts.jti,
-            "typ": facts.typ,
+            "alg": safe_optional(facts.alg, CLAIM_CHARS),
+            "kid": safe_optional(facts.kid, CLAIM_CHARS),
+            "iss": safe_optional(facts.iss, CLAIM_CHARS),
+            "sub": safe_optional(facts.sub, CLAIM_CHARS),
+            "azp": safe_optional(facts.azp, CLAIM_CHARS),
+            "jti": safe_optional(facts.jti, CLAIM_CHARS),
+            "typ": safe_optional(facts.typ, CLAIM_CHARS),
             "exp": facts.exp,
             "reason": self.reason.value,
-            "detail": self.detail,
+            "detail": safe_text(self.detail, DETAIL_CHARS),
             "realm": self.realm,
             "token_sha256": self.token_sha256,
-            "client_ip": self.client_ip,
-            "user_agent": self.user_agent,
+            "client_ip": safe_optional(self.client_ip, FORWARDED_CHARS),
+            "user_agent": safe_optional(self.user_agent, FORWARDED_CHARS),
             "hook_mode": self.hook_mode,
         }
 

@@ -1,25 +1,26 @@
-"""The `rejected_token` table: one row per (token hash, reason), folded, and the queries on it.
+"""The `rejected_token` table: folded rejection rows, and the queries on it.
 
 Rules of this module:
-- A row holds what a rejected token *claimed* (unverified, length-capped), the SHA-256 of the
-  token (never the token nor any part of it), and what Hasura forwarded about the client
+- A row holds what a rejected token *claimed* (unverified, length-capped, made safe), the SHA-256
+  of the token (never the token nor any part of it), and what Hasura forwarded about the client
   (`*_untrusted`: the caller controls it).
-- Repeats fold into one row keyed by (`fold_key`, `reason`): `occurrences` adds up, `first_seen`
-  is the earliest, `last_seen` the latest, and the context columns (client, request id, detail,
-  hook mode) follow the latest occurrence. `fold_key` is the token's SHA-256; a request with no
-  token has nothing to hash, so its key is the SHA-256 of
-  `"no-token" NUL reason NUL client_ip NUL user_agent`: repeats from one client fold, different
-  clients stay apart. `token_sha256` is NULL on those rows.
+- Rows are keyed by (`fold_key`, `reason`); `fold` says what a row stands for (`token`: one token
+  whose signature verified; `bucket`: the unverifiable rejections of one client and realm in one
+  time bucket; `overflow`: what came past the row bound of a bucket; `client`: rows written before
+  migration 0003 for a request without token). `webhook.auditfold` builds the rows.
+- Repeats fold: `occurrences` adds up, `distinct_tokens` keeps the larger estimate, `first_seen`
+  is the earliest, `last_seen` the latest, and the context columns (client, claims, request id,
+  detail, hook mode) follow the latest occurrence.
 - `tenant_id` comes from the realm *name* (`tenant-<uuid>[-event-<uuid>]`), and only from a realm
   the verifier resolved from a configured issuer; never from other claims.
-- A batch is folded in memory first (one row per key), then upserted with the dialect's
-  `INSERT ... ON CONFLICT DO UPDATE`, rows sorted by key so concurrent writers lock in one order.
+- A batch is upserted with the dialect's `INSERT ... ON CONFLICT DO UPDATE` on the unique
+  (fold_key, reason) index, rows sorted by key so concurrent writers lock in one order: the cost of
+  a batch depends on its rows, not on the size of the table.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
@@ -44,16 +45,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webhook.audit import RejectionRecord
+from webhook.audit import CLAIM_CHARS, DETAIL_CHARS, FORWARDED_CHARS
+from webhook.auditfold import CONTEXT_COLUMNS
 from webhook.db import Base, UtcDateTime
-from webhook.realms import parse_realm_name
 
-CLAIM_CHARS: Final = 256
-FORWARDED_CHARS: Final = 256
-DETAIL_CHARS: Final = 512
 PRUNE_CHUNK: Final = 5000
-# Columns that describe the latest occurrence of a folded row (the rest is fixed by the key).
-CONTEXT_COLUMNS: Final = ("client_ip_untrusted", "user_agent_untrusted", "request_id", "detail", "hook_mode")
+FOLDS: Final = ("token", "bucket", "overflow", "client")
 TOP_COLUMNS: Final = {"reason": "reason", "realm": "realm", "ip": "client_ip_untrusted", "sub": "sub"}
 TopBy = Literal["reason", "realm", "ip", "sub"]
 
@@ -66,6 +63,7 @@ class RejectedToken(Base):
         UniqueConstraint("fold_key", "reason"),
         CheckConstraint("source IN ('hook', 'action')", name="source"),
         CheckConstraint("occurrences >= 1", name="occurrences"),
+        CheckConstraint("fold IN ('token', 'bucket', 'overflow', 'client')", name="fold"),
         Index("ix_rejected_token_reason_last_seen", "reason", "last_seen"),
         Index("ix_rejected_token_realm_last_seen", "realm", "last_seen"),
         Index("ix_rejected_token_tenant_id_last_seen", "tenant_id", "last_seen"),
@@ -74,7 +72,7 @@ class RejectedToken(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
     fold_key: Mapped[str] = mapped_column(
-        CHAR(64), comment="token_sha256, or for a request without token SHA-256(no-token, reason, ip, ua)"
+        CHAR(64), comment="token_sha256 (fold token), else SHA-256 of the bucket key (see fold)"
     )
     reason: Mapped[str] = mapped_column(String(32), comment="Reason code (see the README)")
     token_sha256: Mapped[str | None] = mapped_column(
@@ -103,71 +101,18 @@ class RejectedToken(Base):
     first_seen: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     last_seen: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
     occurrences: Mapped[int] = mapped_column(BigInteger())
+    fold: Mapped[str] = mapped_column(
+        String(8),
+        server_default="token",
+        comment="token: one verified token; bucket: unverifiable rejections of one client, realm and "
+        "time bucket; overflow: past the row bound of a bucket; client: a request without token (before 0003)",
+    )
+    distinct_tokens: Mapped[int] = mapped_column(
+        BigInteger(), server_default="1", comment="Distinct tokens folded into the row (approximate past 64)"
+    )
 
 
 TABLE: Final = cast(Table, RejectedToken.__table__)
-
-
-def fold_key(record: RejectionRecord) -> str:
-    """The row a record folds into (with its reason); see the module rules."""
-    if record.token_sha256 is not None:
-        return record.token_sha256
-    material = "\0".join(("no-token", record.reason.value, record.client_ip or "", record.user_agent or ""))
-    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _cap(value: str | None, size: int) -> str | None:
-    return None if value is None else value[:size]
-
-
-def row_of(record: RejectionRecord) -> dict[str, Any]:
-    """The column values for one record (occurrences 1)."""
-    seen = dt.datetime.fromtimestamp(record.at, dt.UTC)
-    parsed = parse_realm_name(record.realm) if record.realm is not None else None
-    facts = record.facts
-    return {
-        "fold_key": fold_key(record),
-        "reason": record.reason.value,
-        "token_sha256": record.token_sha256,
-        "realm": _cap(record.realm, 100),
-        "tenant_id": parsed.tenant_id if parsed is not None else None,
-        "iss": _cap(facts.iss, CLAIM_CHARS),
-        "kid": _cap(facts.kid, CLAIM_CHARS),
-        "alg": _cap(facts.alg, CLAIM_CHARS),
-        "sub": _cap(facts.sub, CLAIM_CHARS),
-        "azp": _cap(facts.azp, CLAIM_CHARS),
-        "jti": _cap(facts.jti, CLAIM_CHARS),
-        "client_ip_untrusted": _cap(record.client_ip, FORWARDED_CHARS),
-        "user_agent_untrusted": _cap(record.user_agent, FORWARDED_CHARS),
-        "hook_mode": record.hook_mode[:8],
-        "source": record.source,
-        "request_id": record.request_id[:FORWARDED_CHARS],
-        "detail": record.detail[:DETAIL_CHARS],
-        "first_seen": seen,
-        "last_seen": seen,
-        "occurrences": 1,
-    }
-
-
-def fold_into(rows: dict[tuple[str, str], dict[str, Any]], record: RejectionRecord) -> None:
-    """Add one record to a batch of rows keyed by (fold_key, reason)."""
-    row = row_of(record)
-    key = (row["fold_key"], row["reason"])
-    held = rows.get(key)
-    if held is None:
-        rows[key] = row
-        return
-    merge_rows(held, row)
-
-
-def merge_rows(held: dict[str, Any], row: Mapping[str, Any]) -> None:
-    """Fold `row` into `held` (same key): the same rule the upsert applies in the database."""
-    held["occurrences"] += row["occurrences"]
-    held["first_seen"] = min(held["first_seen"], row["first_seen"])
-    if row["last_seen"] > held["last_seen"]:
-        held["last_seen"] = row["last_seen"]
-        for column in CONTEXT_COLUMNS:
-            held[column] = row[column]
 
 
 async def upsert(connection: AsyncConnection, rows: Iterable[Mapping[str, Any]]) -> int:
@@ -179,8 +124,10 @@ async def upsert(connection: AsyncConnection, rows: Iterable[Mapping[str, Any]])
     insert = postgresql.insert(TABLE) if dialect == "postgresql" else sqlite.insert(TABLE)
     new, old = insert.excluded, TABLE.c
     newer = new.last_seen > old.last_seen
+    bigger = new.distinct_tokens > old.distinct_tokens
     assignments: dict[str, ColumnElement[Any]] = {
         "occurrences": old.occurrences + new.occurrences,
+        "distinct_tokens": case((bigger, new.distinct_tokens), else_=old.distinct_tokens),
         "first_seen": case((new.first_seen < old.first_seen, new.first_seen), else_=old.first_seen),
         "last_seen": case((newer, new.last_seen), else_=old.last_seen),
     }

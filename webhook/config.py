@@ -199,7 +199,8 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable(
         "AUDIT_QUEUE_SIZE",
         "10000",
-        "Rejection records waiting for the audit writer; when full, records are dropped and counted.",
+        "Distinct audit keys (a verified token, or a client/realm/bucket) folded in memory for the writer; "
+        "past it, records fold into their bucket's overflow row (counted, never dropped).",
         "10000",
     ),
     Variable("AUDIT_BATCH_SIZE", "500", "Most distinct audit rows written in one transaction.", "500"),
@@ -228,6 +229,36 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "5",
         "At shutdown, how long the audit writer may take to flush its queue; what is left is dropped and counted.",
         "5",
+    ),
+    # -- audit durability and bounds (issue 13) --------------------------------------------------
+    Variable(
+        "AUDIT_JOURNAL_DIR",
+        "var/audit-journal",
+        "Local directory where audit rows wait while the database cannot take them (one `slot-<n>` "
+        "per process, fsync'd per batch, replayed in order when the database is back and at the next "
+        "start). Empty: no journal (rows wait in memory, up to AUDIT_QUEUE_SIZE, and die with the process).",
+        "/var/lib/webhook/audit-journal",
+    ),
+    Variable(
+        "AUDIT_JOURNAL_MAX_BYTES",
+        "67108864",
+        "Most bytes the audit journal may hold (64 MiB; a folded row is ~0.6 KB); past it, rows are "
+        'dropped and counted (`webhook_audit_dropped_total{cause="journal_full"}`).',
+        "67108864",
+    ),
+    Variable(
+        "AUDIT_FOLD_BUCKET_SECONDS",
+        "60",
+        "Width of the time bucket unverifiable rejections (no valid signature) fold into: one row per "
+        "reason, source, realm and client IP per bucket, with occurrences and distinct tokens.",
+        "60",
+    ),
+    Variable(
+        "AUDIT_MAX_ROWS_PER_BUCKET",
+        "600",
+        "Most distinct audit rows written per bucket (both kinds); past it, records fold into one "
+        "overflow row per reason and source per bucket (`webhook_audit_overflow_total`).",
+        "600",
     ),
     # -- actions and realm provisioning (issue 5) ----------------------------------------------
     Variable(
@@ -567,6 +598,10 @@ class Settings:
     audit_retention_days: int = 90
     audit_prune_interval: float = 3600.0
     audit_shutdown_deadline: float = 5.0
+    audit_journal_dir: str = "var/audit-journal"
+    audit_journal_max_bytes: int = 64 << 20
+    audit_fold_bucket_seconds: int = 60
+    audit_max_rows_per_bucket: int = 600
     actions_secret: Secret | None = None
     super_admin_tenant_id: str | None = None
     keycloak_admin_realm: str = "master"
@@ -690,6 +725,16 @@ class Settings:
             ),
             audit_shutdown_deadline=_float(
                 "AUDIT_SHUTDOWN_DEADLINE_SECONDS", get("AUDIT_SHUTDOWN_DEADLINE_SECONDS"), low=0, high=3600
+            ),
+            audit_journal_dir=get("AUDIT_JOURNAL_DIR").strip(),
+            audit_journal_max_bytes=_int(
+                "AUDIT_JOURNAL_MAX_BYTES", get("AUDIT_JOURNAL_MAX_BYTES"), low=65536, high=1 << 40
+            ),
+            audit_fold_bucket_seconds=_int(
+                "AUDIT_FOLD_BUCKET_SECONDS", get("AUDIT_FOLD_BUCKET_SECONDS"), low=1, high=86400
+            ),
+            audit_max_rows_per_bucket=_int(
+                "AUDIT_MAX_ROWS_PER_BUCKET", get("AUDIT_MAX_ROWS_PER_BUCKET"), low=1, high=10_000_000
             ),
             actions_secret=actions_secret,
             super_admin_tenant_id=_uuid_or_none("SUPER_ADMIN_TENANT_ID", get("SUPER_ADMIN_TENANT_ID")),

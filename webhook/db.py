@@ -8,14 +8,16 @@ Rules of this module:
 - Nothing connects at import time: engines are made by a composition root (the app's lifespan,
   the CLI, `migrations/env.py`) and disposed of by it.
 - Migrations run through Alembic's command API on a connection of our engine, never a subprocess.
-  That API keeps module-level state (`alembic.context`, `alembic.op`), so the migrations of one event
-  loop (the audit writer's and the actions' store may both auto-migrate) run one at a time.
+  That API keeps module-level state (`alembic.context`, `alembic.op`), so migrations run one at a
+  time in the process: per event loop an asyncio lock, and across threads (the audit writer has
+  its own loop and thread) a threading lock around Alembic's command.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import weakref
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -129,12 +131,18 @@ async def ensure_schema(connection: AsyncConnection, schema: str | None) -> None
         await connection.execute(CreateSchema(schema, if_not_exists=True))
 
 
-def _run_command(connection: Connection, action: Literal["upgrade", "downgrade"], revision: str) -> None:
+_ALEMBIC_LOCK: Final = threading.Lock()
+
+
+def _run_command(connection: Connection, action: Literal["upgrade", "downgrade", "stamp"], revision: str) -> None:
     config = alembic_config(connection)
-    if action == "upgrade":
-        command.upgrade(config, revision)
-    else:
-        command.downgrade(config, revision)
+    with _ALEMBIC_LOCK:
+        if action == "upgrade":
+            command.upgrade(config, revision)
+        elif action == "downgrade":
+            command.downgrade(config, revision)
+        else:
+            command.stamp(config, revision)
 
 
 _MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -150,12 +158,12 @@ def _migration_lock() -> asyncio.Lock:
 
 async def migrate(
     engine: AsyncEngine,
-    action: Literal["upgrade", "downgrade"] = "upgrade",
+    action: Literal["upgrade", "downgrade", "stamp"] = "upgrade",
     revision: str = "head",
     *,
     schema: str | None = None,
 ) -> None:
-    """Upgrade or downgrade the database to `revision`, in one transaction (one migration at a time per loop)."""
+    """Upgrade, downgrade or stamp the database to `revision`, in one transaction (one migration at a time)."""
     async with _migration_lock(), engine.begin() as connection:
         await ensure_schema(connection, schema)
         await connection.run_sync(_run_command, action, revision)

@@ -33,7 +33,8 @@ FETCH_OUTCOMES: Final = (
 )
 LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 AUDIT_BATCH_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-AUDIT_DROP_CAUSES: Final = ("queue_full", "shutdown")
+AUDIT_DROP_CAUSES: Final = ("queue_full", "journal_full", "refused", "shutdown")
+AUDIT_LIMITS: Final = ("pending_keys", "rows_per_bucket", "bucket_seconds", "journal_max_bytes")
 PROVISIONING_OUTCOMES: Final = ("done", "retry", "failed", "lost")
 PROVISIONING_STATUSES: Final = ("pending", "running", "done", "failed")
 REALM_STATES: Final = ("fresh", "stale", "loading", "failed", "missing")
@@ -74,7 +75,8 @@ class Metrics:
         )
         audit_dropped = Counter(
             "webhook_audit_dropped_total",
-            "Rejection records never written: queue full, or still queued when the shutdown deadline passed.",
+            "Rejection records never written: queue_full (database down, no journal), journal_full (past "
+            "AUDIT_JOURNAL_MAX_BYTES), refused (a row the database refused, isolated), shutdown (after close).",
             ["cause"],
             registry=self.registry,
         )
@@ -89,6 +91,7 @@ class Metrics:
             "Failed audit batch writes (each is retried with backoff).",
             registry=self.registry,
         )
+        self._audit_durability_metrics()
         self.actions = Counter(
             "webhook_actions_total",
             "Action calls by action (registered names, else 'unknown') and result code ('ok' or an error code).",
@@ -119,6 +122,53 @@ class Metrics:
     def watch_jwks(self, source: JwksHealthSource) -> None:
         """Expose the prefetched realms' JWKS health (state, failures, key age), read at scrape time."""
         self.registry.register(_JwksRealmCollector(source))
+
+    def _audit_durability_metrics(self) -> None:
+        """The audit writer's journal, bounds, lag and schema (issue 13); gauges are read at scrape time."""
+        registry = self.registry
+        self.audit_overflow = Counter(
+            "webhook_audit_overflow_total",
+            "Rejection records folded into an overflow row (reason, source, bucket) because a bound was "
+            "reached (AUDIT_MAX_ROWS_PER_BUCKET rows in the bucket, or AUDIT_QUEUE_SIZE keys waiting).",
+            registry=registry,
+        )
+        self.audit_refused_rows = Counter(
+            "webhook_audit_refused_rows_total",
+            "Audit rows the database refused (isolated from their batch; the rest was written).",
+            registry=registry,
+        )
+        self.audit_journaled = Counter(
+            "webhook_audit_journaled_total",
+            "Rejection records spilled to the local journal while the database could not take them.",
+            registry=registry,
+        )
+        self.audit_replayed = Counter(
+            "webhook_audit_replayed_total", "Rejection records replayed from the journal.", registry=registry
+        )
+        self.audit_journal_bytes = Gauge(
+            "webhook_audit_journal_bytes", "Bytes held in the audit journal.", registry=registry
+        )
+        self.audit_journal_records = Gauge(
+            "webhook_audit_journal_records", "Rejection records waiting in the audit journal.", registry=registry
+        )
+        self.audit_lag_seconds = Gauge(
+            "webhook_audit_lag_seconds",
+            "Seconds since the audit writer last had nothing waiting for the database (0: caught up).",
+            registry=registry,
+        )
+        limits = Gauge("webhook_audit_limit", "The audit writer's configured bounds.", ["limit"], registry=registry)
+        self.audit_limits = {name: limits.labels(name) for name in AUDIT_LIMITS}
+        schema = Gauge(
+            "webhook_audit_schema",
+            "1 for the audit database schema's current state (ok, empty, behind, unversioned, unknown, "
+            "damaged, unchecked); see /readyz audit_detail for what to do.",
+            ["state"],
+            registry=registry,
+        )
+        self.audit_schema = {
+            state: schema.labels(state)
+            for state in ("ok", "empty", "behind", "unversioned", "unknown", "damaged", "unchecked")
+        }
 
     def watch_token_cache(self, cache: TokenCacheStats) -> None:
         """Expose the verified-token cache's hit/miss counts and sizes, read at scrape time (no hot-path cost)."""

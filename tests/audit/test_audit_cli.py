@@ -12,7 +12,8 @@ from click.testing import CliRunner, Result
 
 from tests.audit.support import engine_for, table_totals
 from webhook.audit import RejectionRecord, token_digest
-from webhook.auditstore import fold_into, upsert
+from webhook.auditfold import fold_records
+from webhook.auditstore import upsert
 from webhook.cli import main, parse_since
 from webhook.db import migrate
 from webhook.reasons import Reason
@@ -52,11 +53,9 @@ async def seed(env: dict[str, str]) -> None:
     engine = engine_for(env)
     try:
         await migrate(engine, schema=env["DATABASE_SCHEMA"] or None)
-        rows: dict[tuple[str, str], dict[str, object]] = {}
-        for item in SEED:
-            fold_into(rows, item)
+        rows, _ = fold_records(SEED)
         async with engine.begin() as connection:
-            await upsert(connection, rows.values())
+            await upsert(connection, rows)
     finally:
         await engine.dispose()
 

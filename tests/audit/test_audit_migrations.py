@@ -120,3 +120,39 @@ def test_alembic_command_reads_pyproject(db_env: dict[str, str]) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "No new upgrade operations detected" in done.stdout + done.stderr
+
+
+async def test_0003_classifies_existing_rows_and_downgrades(db_env: dict[str, str]) -> None:
+    """Upgrading a 0002 table with rows: rows without a token become fold 'client'; downgrade keeps the rows."""
+    engine = engine_for(db_env)
+    schema = db_env["DATABASE_SCHEMA"] or None
+    columns = (
+        "fold_key, reason, token_sha256, hook_mode, source, request_id, detail, first_seen, last_seen, occurrences"
+    )
+    try:
+        await migrate(engine, "upgrade", "0002", schema=schema)
+        async with engine.begin() as connection:
+            for key, token in (("a" * 64, "a" * 64), ("b" * 64, None)):
+                await connection.execute(
+                    text(
+                        f"INSERT INTO rejected_token ({columns}) VALUES "  # noqa: S608 - constants only
+                        "(:key, 'expired', :token, 'GET', 'hook', 'r', 'd', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 3)"
+                    ),
+                    {"key": key, "token": token},
+                )
+        await migrate(engine, "upgrade", "head", schema=schema)
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(text("SELECT fold_key, fold, distinct_tokens FROM rejected_token ORDER BY 1"))
+            ).all()
+        assert [tuple(r) for r in rows] == [("a" * 64, "token", 1), ("b" * 64, "client", 0)]
+        await migrate(engine, "downgrade", "0002", schema=schema)
+        async with engine.connect() as connection:
+            names = await connection.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("rejected_token")}
+            )
+            count = (await connection.execute(text("SELECT count(*) FROM rejected_token"))).scalar_one()
+        assert "fold" not in names and "distinct_tokens" not in names
+        assert count == 2
+    finally:
+        await engine.dispose()

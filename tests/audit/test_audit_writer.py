@@ -1,19 +1,24 @@
-"""DbAuditSink: non-blocking submit, bounded queue with counted drops, batches, retries, shutdown, pruning."""
+"""DbAuditSink and AuditWriter: folding in memory, its own thread, isolation, journal and replay, schema, shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.audit.support import FakeClock, RecordingLog, engine_for, table_totals
+from tests.audit.support import FakeClock, RecordingLog, engine_for, forwarder, table_totals
 from webhook.audit import RejectionRecord, token_digest
-from webhook.auditwriter import CountingSink, DbAuditSink, WriterPolicy, audit_status
+from webhook.auditfold import fold_records
+from webhook.auditstore import TABLE
+from webhook.auditwriter import AuditWriter, CountingSink, DbAuditSink, WriterPolicy, audit_status
 from webhook.db import make_engine, migrate
 from webhook.metrics import Metrics, RealmLabels
 from webhook.reasons import Reason
@@ -57,37 +62,50 @@ def schema_of(db_env: dict[str, str]) -> str | None:
 
 
 class Sinks:
-    """Builds sinks on this test's database with small sizes, a fake clock and a recording log."""
+    """Builds sinks writing to `url` (their own engine, in their thread) with small sizes and a recording log.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    `engine` is the test's own engine on the same database, for checking what was written.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, *, url: str | None = None, schema: str | None = None, journal: Path | None = None
+    ) -> None:
         self.engine = engine
+        self.url = url or engine.url.render_as_string(hide_password=False)
+        self.schema = schema
+        self.journal = journal
         self.clock = FakeClock()
         self.log = RecordingLog()
         self.metrics = Metrics()
+        self.threads: set[int | None] = set()
 
-    def __call__(
-        self,
-        *,
-        engine: AsyncEngine | None = None,
-        prepare: Callable[[], Awaitable[None]] | None = None,
-        wall_clock: Callable[[], float] = lambda: T0,
-        **policy: Any,
-    ) -> DbAuditSink:
-        sizes: dict[str, Any] = {"queue_size": 100, "batch_size": 40, "flush_interval": 0.01, "retry_max": 0.05}
+    def _connect(self) -> AsyncEngine:
+        self.threads.add(threading.current_thread().ident)
+        return make_engine(self.url, schema=self.schema)
+
+    def __call__(self, **policy: Any) -> DbAuditSink:
+        sizes: dict[str, Any] = {
+            "queue_size": 100,
+            "batch_size": 40,
+            "flush_interval": 0.01,
+            "retry_max": 0.05,
+            "auto_migrate": True,
+            "schema": self.schema,
+            "journal_dir": self.journal,
+        }
         return DbAuditSink(
-            engine or self.engine,
+            self._connect,
             policy=WriterPolicy(**{**sizes, **policy}),
             metrics=self.metrics,
             log=self.log,
-            clock=self.clock,
-            wall_clock=wall_clock,
-            prepare=prepare,
+            clock=time.monotonic,
+            wall_clock=lambda: T0,
         )
 
 
 @pytest.fixture
-def sinks(engine: AsyncEngine) -> Sinks:
-    return Sinks(engine)
+def sinks(engine: AsyncEngine, db_env: dict[str, str], tmp_path: Path) -> Sinks:
+    return Sinks(engine, schema=schema_of(db_env), journal=tmp_path / "journal")
 
 
 async def migrated(engine: AsyncEngine, db_env: dict[str, str]) -> None:
@@ -98,134 +116,180 @@ def dropped(metrics: Metrics, cause: str) -> float:
     return float(metrics.registry.get_sample_value("webhook_audit_dropped_total", {"cause": cause}) or 0)
 
 
-async def test_full_queue_drops_and_counts_without_blocking(sinks: Sinks, db_env: dict[str, str]) -> None:
-    """Past the queue size, submit drops and counts; one warning per interval; what was queued is written."""
-    await migrated(sinks.engine, db_env)
-    sink = sinks(queue_size=100, warn_interval=60.0)
-    for n in range(150):
-        sink.submit(rejection(n))
-    assert (sink.accepted, sink.dropped["queue_full"], sink.high_water) == (100, 50, 100)
-    assert dropped(sinks.metrics, "queue_full") == 50
-    assert sinks.log.events("warning") == ["audit.dropped"]
-    assert audit_status(sink) == "degraded"
-    sinks.clock.advance(61)
-    sink.submit(rejection(999))
-    assert sinks.log.events("warning") == ["audit.dropped", "audit.dropped"]
-    first, second = (fields["dropped"] for level, _, fields in sinks.log.lines if level == "warning")
-    assert (first, second) == (1, 50)  # the second line reports the 49 drops it stayed quiet about, plus its own
-    while await sink.drain_once():
-        pass
-    assert sink.written == 100
-    assert await table_totals(sinks.engine) == (100, 100)
-    sinks.clock.advance(61)
-    assert audit_status(sink) == "ok"
+def value(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
+    return float(metrics.registry.get_sample_value(name, labels or {}) or 0)
 
 
-async def test_batches_hold_at_most_batch_size_distinct_rows(sinks: Sinks, db_env: dict[str, str]) -> None:
-    """One drain writes one transaction of at most batch_size distinct rows; repeats fold inside the batch."""
-    await migrated(sinks.engine, db_env)
-    sink = sinks(batch_size=10, queue_size=100)
-    for n in range(30):
-        sink.submit(rejection(n % 5))  # 5 distinct, folded in memory
-    for n in range(20):
-        sink.submit(rejection(100 + n))
-    assert await sink.drain_once() == 35  # 30 folded into 5 rows, then 5 more distinct rows
-    assert await table_totals(sinks.engine) == (10, 35)
-    assert await sink.drain_once() == 10
-    assert await sink.drain_once() == 5
-    assert await sink.drain_once() == 0
-    assert await table_totals(sinks.engine) == (25, 50)
-
-
-async def test_failed_batch_is_kept_and_retried(sinks: Sinks, db_env: dict[str, str]) -> None:
-    """A failing write keeps its rows (status degraded) until a later attempt succeeds."""
-    sink = sinks()  # no table yet: every write fails
-    for n in range(3):
-        sink.submit(rejection(n))
-    with pytest.raises(Exception, match="rejected_token"):
-        await sink.drain_once()
-    assert sink.depth == 3
-    assert float(sinks.metrics.audit_write_errors._value.get()) == 1
-    await migrated(sinks.engine, db_env)
-    assert await sink.drain_once() == 3
-    assert await table_totals(sinks.engine) == (3, 3)
-
-
-async def test_writer_task_migrates_writes_and_recovers(sinks: Sinks, db_env: dict[str, str]) -> None:
-    """The background writer runs `prepare` first, then writes what is submitted; flushed() awaits it."""
-    prepare = partial(migrate, sinks.engine, schema=schema_of(db_env))
-    sink = sinks(prepare=prepare)
-    assert audit_status(sink) == "degraded"  # schema not ready yet
-    sink.start()
-    for n in range(25):
-        sink.submit(rejection(n % 7, at=T0 + n))
-    async with asyncio.timeout(10):
-        await sink.flushed()
-    assert audit_status(sink) == "ok"
-    assert await table_totals(sinks.engine) == (7, 25)
-    await sink.close()
-    assert sinks.log.events()[-1] == "audit.closed"
-
-
-async def test_writer_retries_until_the_database_comes_back(sinks: Sinks, db_env: dict[str, str]) -> None:
-    """While writes fail the writer backs off and retries; once the table exists everything queued lands."""
+async def test_repeats_fold_in_memory_and_the_writer_has_its_own_thread(sinks: Sinks, db_env: dict[str, str]) -> None:
+    """1,000 repeats of one verified token are one pending key and one row; the engine is made in another thread."""
     sink = sinks()
-    sink.submit(rejection(1))
-    with pytest.raises(Exception, match="rejected_token"):
-        await sink.drain_once()  # the first failure, made deterministic
-    assert audit_status(sink) == "degraded"
     sink.start()
-    sink.submit(rejection(2))
-    await migrated(sinks.engine, db_env)
-    async with asyncio.timeout(10):
+    for _ in range(1000):
+        sink.submit(rejection(7, reason=Reason.EXPIRED))
+    assert len(sink._pending) == 1
+    async with asyncio.timeout(20):
         await sink.flushed()
-    assert await table_totals(sinks.engine) == (2, 2)
-    assert audit_status(sink) == "ok"
-    assert sinks.log.events().count("audit.write_failed") == 1  # one line per outage
-    assert "audit.write_recovered" in sinks.log.events()
     await sink.close()
+    assert await table_totals(sinks.engine) == (1, 1000)
+    assert sinks.threads and threading.main_thread().ident not in sinks.threads
 
 
-async def test_close_flushes_the_queue(sinks: Sinks, db_env: dict[str, str]) -> None:
-    """close() writes everything still queued before the deadline."""
+async def test_pending_keys_are_bounded_and_overflow_is_counted(sinks: Sinks, db_env: dict[str, str]) -> None:
+    """Past AUDIT_QUEUE_SIZE pending keys, records fold into their bucket's overflow key: none dropped."""
+    sink = sinks(queue_size=10, batch_size=1000, flush_interval=60.0)
+    sink.start()
+    for n in range(50):
+        sink.submit(rejection(n, reason=Reason.EXPIRED))
+    assert len(sink._pending) == 11  # the bound, plus the overflow key
+    await sink.close()
+    rows, total = await table_totals(sinks.engine)
+    assert (rows, total) == (11, 50)
+    assert value(sinks.metrics, "webhook_audit_overflow_total") == 40
+    assert sum(sink.dropped.values()) == 0
+
+
+async def test_a_refused_row_is_isolated_and_the_rest_written(sinks: Sinks, db_env: dict[str, str]) -> None:
+    """A row the database refuses (CHECK violation; NUL on PostgreSQL) is bisected out, counted, the others land."""
     await migrated(sinks.engine, db_env)
-    sink = sinks(queue_size=2000, batch_size=300, flush_interval=60.0, shutdown_deadline=10.0)
+    writer = AuditWriter(sinks.engine, policy=WriterPolicy(batch_size=8), metrics=sinks.metrics, log=sinks.log)
+    rows, _ = fold_records([rejection(n, reason=Reason.EXPIRED) for n in range(20)])
+    rows[5]["source"] = "evil"  # refused by ck_rejected_token_source everywhere
+    rows[5]["occurrences"] = 3
+    if sinks.engine.dialect.name == "postgresql":
+        rows[13]["sub"] = "nul\x00inside"  # a raw NUL, as if the sanitiser had been bypassed
+    assert await writer.commit(rows) == []
+    refused = 2 if sinks.engine.dialect.name == "postgresql" else 1
+    assert await table_totals(sinks.engine) == (20 - refused, 20 - refused + 1 - 3 + 2)
+    assert value(sinks.metrics, "webhook_audit_refused_rows_total") == refused
+    assert dropped(sinks.metrics, "refused") == 3 + (refused - 1)
+    assert sinks.log.events("warning") == ["audit.dropped"]  # once per interval
+
+
+async def test_database_down_spills_to_the_journal_then_replays_in_order(
+    tmp_path: Path, db_env: dict[str, str], closed_port: int
+) -> None:
+    """Database unreachable: rows go to the journal (status degraded, lag > 0); back: replayed, nothing lost."""
+    if not db_env["DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("the outage is a PostgreSQL port closing; SQLite has no server")
+    url = db_env["DATABASE_URL"].replace("127.0.0.1:5432", f"127.0.0.1:{closed_port}")
+    sinks = Sinks(engine_for(db_env), url=url, schema=schema_of(db_env), journal=tmp_path / "journal")
+    sink = sinks(retry_max=0.05, queue_size=1000)
+    sink.start()
+    for n in range(300):
+        sink.submit(rejection(n % 100, at=T0 + n, reason=Reason.EXPIRED))
+    for n in range(300):
+        sink.submit(rejection(1000 + n, at=T0 + n))  # unverifiable: folds by client and minute
+    async with asyncio.timeout(20):
+        await sink.settled()
+    assert sink.written == 0 and sink.journaled == 600
+    assert audit_status(sink) == "degraded"
+    assert any((tmp_path / "journal").glob("slot-*/*.jsonl"))
+    async with forwarder(closed_port, ("127.0.0.1", 5432)), asyncio.timeout(30):
+        await sink.flushed()
+        await sink.close()
+    assert await table_totals(sinks.engine) == (100 + 5, 600)
+    assert sum(sink.dropped.values()) == 0 and sink.journaled == 0
+    assert value(sinks.metrics, "webhook_audit_replayed_total") == 600
+    assert not any((tmp_path / "journal").glob("slot-*/*.jsonl"))
+    await sinks.engine.dispose()
+
+
+async def test_close_with_the_database_down_journals_and_the_next_start_replays(
+    tmp_path: Path, db_env: dict[str, str], closed_port: int
+) -> None:
+    """SIGTERM with the database down: pending rows go to the journal; the next process writes them."""
+    journal = tmp_path / "journal"
+    down = Sinks(engine_for(db_env), url=f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port}/test", journal=journal)
+    sink = down(flush_interval=60.0, shutdown_deadline=0.5, queue_size=1000)
+    sink.start()
+    for n in range(200):
+        sink.submit(rejection(n, reason=Reason.EXPIRED))
+    await sink.close()
+    assert (sink.written, sink.journaled, sum(sink.dropped.values())) == (0, 200, 0)
+    up = Sinks(down.engine, journal=journal, url=db_env["DATABASE_URL"], schema=schema_of(db_env))
+    again = up()
+    again.start()
+    async with asyncio.timeout(20):
+        await again._until(lambda: again.written >= 200)
+    await again.close()
+    assert await table_totals(down.engine) == (200, 200)
+    await down.engine.dispose()
+
+
+async def test_close_flushes_what_is_pending(sinks: Sinks, db_env: dict[str, str]) -> None:
+    """close() writes everything pending before the thread ends; later submits are counted, never kept."""
+    sink = sinks(queue_size=2000, batch_size=3000, flush_interval=60.0, shutdown_deadline=10.0, rows_per_bucket=2000)
     sink.start()
     for n in range(1500):
-        sink.submit(rejection(n))
+        sink.submit(rejection(n, reason=Reason.EXPIRED))
     await sink.close()
-    assert (sink.written, sink.dropped) == (1500, {"queue_full": 0, "shutdown": 0})
+    assert (sink.written, sum(sink.dropped.values())) == (1500, 0)
     assert await table_totals(sinks.engine) == (1500, 1500)
-    sink.submit(rejection(0))  # after close: counted, never queued
+    sink.submit(rejection(0))
     assert sink.dropped["shutdown"] == 1
 
 
-async def test_close_counts_what_the_deadline_leaves(closed_port: int) -> None:
-    """With the database unreachable, close() gives up at the deadline and counts every record as dropped."""
-    down = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port}/test")
-    sinks = Sinks(down)
-    sink = sinks(shutdown_deadline=0.2)
+async def test_a_half_applied_schema_is_reported_once_not_retried(tmp_path: Path, db_env: dict[str, str]) -> None:
+    """rejected_token without alembic_version: logged once with what to do, metric, detail; fixed: recovers."""
+    engine = engine_for(db_env)
+    async with engine.begin() as connection:
+        await connection.run_sync(TABLE.create)
+    sinks = Sinks(engine, url=db_env["DATABASE_URL"], schema=schema_of(db_env), journal=tmp_path / "journal")
+    sink = sinks(retry_max=0.2)
     sink.start()
-    for n in range(30):
-        sink.submit(rejection(n))
+    for n in range(10):
+        sink.submit(rejection(n, reason=Reason.EXPIRED))
+    async with asyncio.timeout(20):
+        await sink.settled()
+        await sink._until(lambda: sink.writer is not None and sink.writer.schema is not None)
+    assert audit_status(sink) == "degraded"
+    assert sink.detail is not None and "unversioned" in sink.detail and "webhook db stamp" in sink.detail
+    assert value(sinks.metrics, "webhook_audit_schema", {"state": "unversioned"}) == 1
+    assert sinks.log.events("error") == ["audit.schema_unusable"]
+    async with engine.begin() as connection:  # the operator's fix: the table is 0001's, then upgrade
+        await connection.execute(text("DROP TABLE rejected_token"))
+    await migrate(engine, schema=schema_of(db_env))
+    async with asyncio.timeout(20):
+        await sink.flushed()
     await sink.close()
-    await down.dispose()
-    assert (sink.written, sink.dropped["shutdown"]) == (0, 30)
-    assert dropped(sinks.metrics, "shutdown") == 30
-    assert sink.last_error is not None and "Connect" in sink.last_error
-    async with asyncio.timeout(1):
-        await sink.flushed()  # nothing left to wait for
+    assert sinks.log.events("error") == ["audit.schema_unusable"]  # still only once
+    assert await table_totals(engine) == (10, 10)
+    await engine.dispose()
+
+
+async def test_a_full_journal_drops_and_counts(tmp_path: Path, closed_port: int) -> None:
+    """Past AUDIT_JOURNAL_MAX_BYTES, rows are dropped and counted (journal_full), never silently."""
+    sinks = Sinks(
+        make_engine("sqlite+aiosqlite://"),
+        url=f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port}/test",
+        journal=tmp_path / "journal",
+    )
+    sink = sinks(journal_max_bytes=4000, batch_size=5)
+    sink.start()
+    for n in range(100):
+        sink.submit(rejection(n, reason=Reason.EXPIRED))
+    async with asyncio.timeout(20):
+        await sink.settled()
+    await sink.close()
+    assert sink.journaled + sink.dropped["journal_full"] == 100
+    assert 0 < sink.journaled < 100
+    assert dropped(sinks.metrics, "journal_full") == sink.dropped["journal_full"]
+    assert sum(f.stat().st_size for f in (tmp_path / "journal").glob("slot-*/*.jsonl")) <= 4000
+    await sinks.engine.dispose()
 
 
 async def test_prune_uses_retention_and_injected_clock(sinks: Sinks, db_env: dict[str, str]) -> None:
     """prune_once deletes rows last seen before now - AUDIT_RETENTION_DAYS; 0 days disables it."""
     await migrated(sinks.engine, db_env)
-    writer = sinks()
-    writer.submit(rejection(1, at=T0))
-    writer.submit(rejection(2, at=T0 + 50 * DAY))
-    await writer.drain_once()
-    assert await sinks(retention_days=0, wall_clock=lambda: T0 + 1000 * DAY).prune_once() == 0
-    assert await sinks(retention_days=30, wall_clock=lambda: T0 + 60 * DAY).prune_once() == 1
+
+    def writer(days: int, now: float) -> AuditWriter:
+        policy = WriterPolicy(retention_days=days)
+        return AuditWriter(sinks.engine, policy=policy, metrics=Metrics(), log=sinks.log, wall_clock=lambda: now)
+
+    rows, _ = fold_records([rejection(1, at=T0), rejection(2, at=T0 + 50 * DAY)])
+    assert await writer(0, T0).commit(rows) == []
+    assert await writer(0, T0 + 1000 * DAY).prune_once() == 0
+    assert await writer(30, T0 + 60 * DAY).prune_once() == 1
     assert await table_totals(sinks.engine) == (1, 1)
     assert "audit.pruned" in sinks.log.events()
 

@@ -4,8 +4,8 @@
   all accepted after exactly one (single-flight) refetch; once the old key is removed and the
   JWKS refreshed, old-key tokens are refused and new-key tokens still accepted.
 - Audit database down (a closed port, then a forwarder to the test PostgreSQL opens on it): the
-  hook answers every request correctly, the writer keeps what its queue holds and counts what it
-  drops, and once the database is back every kept record is written (rows checked in PostgreSQL).
+  hook answers every request correctly, the writer spills every record to its journal, and once
+  the database is back the journal is replayed: nothing lost (occurrences summed in PostgreSQL).
 - 1,000 (default) or 10,000 (slow) distinct pattern-valid but nonexistent realms in a burst, with
   honest traffic mixed in: a bounded number of JWKS fetches (JWKS_NEW_REALM_FETCH_RATE), the real
   realms never evicted nor refused, the cache bounded by JWKS_MAX_REALMS.
@@ -14,18 +14,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.audit.support import forwarder
 from tests.faults.support import Figures, Load, Req, Tokens, audit_totals, fault_stack, fetches, mix
 from tests.security.support import bearer
 from webhook.auditstore import TABLE
@@ -96,41 +95,6 @@ def closed_port() -> int:
     return port
 
 
-@contextlib.asynccontextmanager
-async def forwarder(port: int, target: tuple[str, int]) -> AsyncIterator[None]:
-    """A TCP forwarder on 127.0.0.1:`port` to `target`: the database "coming back" on that port."""
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(*target)
-        for task in (
-            asyncio.create_task(pipe(reader, upstream_writer)),
-            asyncio.create_task(pipe(upstream_reader, writer)),
-        ):
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    try:
-        yield
-    finally:
-        server.close()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-
-
 @pytest.mark.parametrize("total", sizes(1280, 10_000))
 async def test_audit_database_down(tmp_path: Path, total: int) -> None:
     figures = Figures(f"audit database down ({total})")
@@ -147,6 +111,7 @@ async def test_audit_database_down(tmp_path: Path, total: int) -> None:
         "AUDIT_QUEUE_SIZE": "500",
         "AUDIT_BATCH_SIZE": "100",
         "AUDIT_RETRY_MAX_SECONDS": "0.2",
+        "AUDIT_JOURNAL_DIR": str(tmp_path / "journal"),
     }
     try:
         async with fault_stack(tmp_path, env) as stack:
@@ -158,17 +123,18 @@ async def test_audit_database_down(tmp_path: Path, total: int) -> None:
             assert ready["ready"] is True and ready["audit"] == "degraded"
             sink = stack.sink
             rejected = sum(n for outcome, n in figures.outcomes.items() if outcome.startswith("401"))
-            assert sink.written == 0 and sink.dropped["queue_full"] > 0
+            async with asyncio.timeout(30):
+                await sink.settled()  # every record is in the journal
+            assert sink.written == 0 and sink.journaled == rejected
             async with forwarder(port, ("127.0.0.1", 5432)):
                 started = time.perf_counter()
                 async with asyncio.timeout(60):
-                    await sink.flushed()  # everything the queue kept is written once the database is back
+                    await sink.flushed()  # the journal is replayed once the database is back
                 figures.recovery_s = time.perf_counter() - started
                 load.finish()
                 figures.fetches = fetches(stack)
                 figures.audit_written, figures.audit_dropped = sink.written, sum(sink.dropped.values())
-                assert figures.audit_written + figures.audit_dropped == rejected
-                assert 0 < figures.audit_written <= 500 + 100  # the queue, plus one folded batch
+                assert (figures.audit_written, figures.audit_dropped) == (rejected, 0)
                 engine = make_engine(url, schema=schema)
                 try:
                     async with engine.connect() as connection:
@@ -176,7 +142,7 @@ async def test_audit_database_down(tmp_path: Path, total: int) -> None:
                 finally:
                     await engine.dispose()
                 assert total_rows == figures.audit_written
-            figures.notes = f"rejections={rejected} queue=500"
+            figures.notes = f"rejections={rejected} journaled"
     finally:
         async with admin.begin() as connection:
             await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
