@@ -241,7 +241,8 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable(
         "SUPER_ADMIN_TENANT_ID",
         "",
-        "Tenant (UUID) whose tokens may create tenants (`insertTenant`) and create events for any tenant. "
+        "Tenant (UUID) whose own realm's tokens may create tenants (`insertTenant`), create events for "
+        "any tenant and get `PLATFORM_ROLES` (not its event realms' tokens). "
         "Empty: nobody may.",
         "90505c8a-23a9-4cdf-a26b-4e19f6a097d5",
     ),
