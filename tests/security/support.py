@@ -146,7 +146,8 @@ class AdversarialStack:
     ) -> list[HasuraVerdict]:
         """Send `headers` as Hasura would in each mode and check the whole contract of a rejection.
 
-        - 401 with `{"error": "unauthorized", "reason": reason}` (Hasura: access-denied);
+        - 401 with `{"error": "unauthorized", "reason": reason}` (Hasura: access-denied), decided by
+          the verifier in every mode (no token-cache hit: the battery's stacks cache no rejection);
         - the attacker host never received anything;
         - the fake Keycloak received nothing but GETs of configured realms' certs, at most `fetches`;
         - an audit row with this reason exists for the request once the writer has flushed, and it
@@ -154,10 +155,14 @@ class AdversarialStack:
         """
         self.new_keycloak_requests()
         verdicts = []
+        runtime = self.app.runtime
+        assert runtime is not None
         for mode in modes:
             request_id = f"sec-{uuid.uuid4().hex}"
             pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
             verdict = await self.hasura(mode).authenticate([*pairs, ("X-Request-Id", request_id)])
+            # each mode's call must reach the verifier, not be answered by the previous one's cached rejection
+            assert runtime.tokens.sizes()[1] == 0, f"a rejection was cached: the next {mode} call would not be checked"
             assert verdict.hook_status == 401, (mode, verdict.hook_status, verdict.hook_body[:300])
             assert verdict.outcome == "access-denied"
             body = orjson.loads(verdict.hook_body)
