@@ -56,8 +56,9 @@ async def _send_head(url: str, size: int) -> tuple[bytes, float]:
 
 @pytest.mark.parametrize("megabytes", [4, 32])
 async def test_mb_sized_header_is_cut_off_fast_with_bounded_memory(sec: AdversarialStack, megabytes: int) -> None:
-    """A multi-MB Authorization header: 431 (or the connection closed) within a second, the server
-    allocates a bounded amount, and a concurrent honest request is answered meanwhile.
+    """A multi-MB Authorization header: 431 (or the connection closed), the server allocates a bounded
+    amount, and a concurrent honest request is answered meanwhile (no wall-clock bound: how fast is
+    for bench/, what is bounded is memory and that the loop keeps serving).
 
     Before the head cap, uvicorn's httptools protocol parsed a 64 MB header for 12 s of event-loop
     time (every other request stalled) and held it whole in memory."""
@@ -74,7 +75,6 @@ async def test_mb_sized_header_is_cut_off_fast_with_bounded_memory(sec: Adversar
     print(f"{megabytes} MB header: {seconds * 1000:.0f} ms, peak traced {peak / 1e6:.1f} MB, answer {answer[:40]!r}")
     assert verdict.outcome == "session"
     assert answer == b"" or answer.startswith(b"HTTP/1.1 431 ")
-    assert seconds < 1.5
     assert peak < 16 * MAX_HEAD_BYTES  # a few buffers of the head cap, not the header itself
     assert sec.attacker.hits == []
     await sec.expect_session(honest)  # still serving
@@ -83,9 +83,7 @@ async def test_mb_sized_header_is_cut_off_fast_with_bounded_memory(sec: Adversar
 async def test_head_just_under_the_cap_reaches_the_hook(sec: AdversarialStack) -> None:
     """A 200 KB token (under the 256 KiB head cap, over MAX_TOKEN_BYTES) is a normal 401 with an audit row."""
     token = "eyJ" + "A" * 200_000 + ".e30.c2ln"
-    started = time.perf_counter()
     await sec.expect_rejected(bearer(token), "malformed_token", modes=("GET",))
-    assert time.perf_counter() - started < 1.0
 
 
 async def test_mb_sized_token_in_post_body(sec: AdversarialStack) -> None:
