@@ -83,6 +83,7 @@ class Runtime:
     metrics: Metrics
     realms: RealmPolicy
     tokens: VerifiedTokenCache
+    labels: RealmLabels
     prefetch: asyncio.Task[int] | None = None
     audit: AuditSink | None = None
     store: DataStore | None = None
@@ -170,7 +171,7 @@ class WebhookApp:
             flusher = loop.create_task(decisions.run_flusher())
             stack.callback(flusher.cancel)
             self.runtime = runtime
-            counting = CountingSink(audit, deps.metrics, RealmLabels(settings.extra_realms, settings.prefetch_realms))
+            counting = CountingSink(audit, deps.metrics, runtime.labels)
             self.hook.services = HookServices(
                 verifier=verifier,
                 metrics=deps.metrics,
@@ -376,6 +377,7 @@ def build_runtime(
         generation_of=cache.generation,
         wall_clock=deps.wall_clock,
     )
+    labels = RealmLabels(settings.extra_realms, settings.prefetch_realms)
     verifier = Verifier(
         realms=realms,
         cache=cache,
@@ -388,9 +390,10 @@ def build_runtime(
         wall_clock=deps.wall_clock,
         token_cache=tokens,
         realm_registry=realm_registry,
+        on_verified=labels.verified,
     )
     deps.metrics.watch_token_cache(tokens)
-    return Runtime(settings, cache, verifier, deps.metrics, realms, tokens)
+    return Runtime(settings, cache, verifier, deps.metrics, realms, tokens, labels)
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:

@@ -68,6 +68,7 @@ class Verifier:
         wall_clock: Callable[[], float],
         token_cache: VerifiedTokenCache | None = None,
         realm_registry: RealmRegistry | None = None,
+        on_verified: Callable[[str], None] | None = None,
     ) -> None:
         self._realms = realms
         self._cache = cache
@@ -81,6 +82,7 @@ class Verifier:
         self._now = wall_clock
         self._tokens = token_cache
         self._realm_registry = realm_registry
+        self._on_verified = on_verified  # realm name, once a signature verified with its keys
 
     async def verify(self, token: str) -> Identity:
         """The identity `token` proves; `TokenRejected` with the reason of the first failed check."""
@@ -106,6 +108,8 @@ class Verifier:
                 raise Rejected(Reason.UNKNOWN_KID, "header kid is missing")
             key = self._cache.cached_key(realm, kid) or await self._cache.key_for(realm, kid)
             verify_signature(parsed, key, self._registry)
+            if self._on_verified is not None:
+                self._on_verified(realm.name)
             check_claims(parsed.claims, self._claims, self._now())
             identity = identity_from_claims(parsed.claims, realm, self._forbidden)
             powers = powers_of(realm, self._super_tenant)
