@@ -298,6 +298,8 @@ def realm_registry(settings: Settings, store: DataStore, deps: Dependencies) -> 
         ttl=settings.realm_cache_ttl,
         negative_ttl=settings.realm_cache_negative_ttl,
         max_entries=settings.realm_cache_size,
+        lookup_rate=settings.realm_lookup_rate,
+        max_concurrent=settings.realm_lookup_max_concurrent,
         clock=deps.clock,
         log=get_logger("webhook.realm_registry"),
     )

@@ -334,6 +334,21 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "Strict realm registry: most realms remembered (least recently used evicted).",
         "10000",
     ),
+    # ---- issue 13 hardening: bounds of the strict registry's database lookups
+    Variable(
+        "REALM_LOOKUP_RATE",
+        "50",
+        "Strict realm registry: database lookups of realms not cached, per second (a global bucket); "
+        "above it a realm never seen registered is refused `unknown_realm` at once.",
+        "50",
+    ),
+    Variable(
+        "REALM_LOOKUP_MAX_CONCURRENT",
+        "4",
+        "Strict realm registry: most database lookups in flight; one more is refused `unknown_realm` at "
+        "once (a realm seen registered before stays registered).",
+        "4",
+    ),
 )
 _DEFAULTS: Final = {v.name: v.default for v in VARIABLES}
 
@@ -585,6 +600,9 @@ class Settings:
     realm_cache_ttl: float = 300.0
     realm_cache_negative_ttl: float = 10.0
     realm_cache_size: int = 10000
+    # ---- issue 13 hardening
+    realm_lookup_rate: float = 50.0
+    realm_lookup_max_concurrent: int = 4
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, require_keycloak: bool = True) -> Settings:
@@ -721,6 +739,11 @@ class Settings:
                 "REALM_CACHE_NEGATIVE_SECONDS", get("REALM_CACHE_NEGATIVE_SECONDS"), low=0, high=86400
             ),
             realm_cache_size=_int("REALM_CACHE_SIZE", get("REALM_CACHE_SIZE"), low=1, high=10_000_000),
+            # ---- issue 13 hardening
+            realm_lookup_rate=_float("REALM_LOOKUP_RATE", get("REALM_LOOKUP_RATE"), low=0.1, high=100_000),
+            realm_lookup_max_concurrent=_int(
+                "REALM_LOOKUP_MAX_CONCURRENT", get("REALM_LOOKUP_MAX_CONCURRENT"), low=1, high=1000
+            ),
         )
 
     def describe(self) -> dict[str, object]:
