@@ -109,7 +109,13 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "platform-operator,tenant-create",
     ),
     Variable("MAX_TOKEN_BYTES", "16384", "Largest token accepted (Keycloak tokens are ~5 KB).", "16384"),
-    Variable("MAX_BODY_BYTES", "1048576", "Largest POST-mode hook body accepted (400 above).", "1048576"),
+    Variable(
+        "MAX_BODY_BYTES",
+        "1048576",
+        "POST-mode hook bodies up to this size are parsed whole; larger ones are scanned for their `headers` "
+        "member only (at most this size, else 400). Also the largest action call body.",
+        "1048576",
+    ),
     Variable(
         "TOKEN_CACHE_SIZE",
         "100000",
