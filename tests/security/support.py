@@ -60,16 +60,32 @@ def sqlite_url(directory: Path) -> str:
 
 
 class OffsetClock:
-    """`time.monotonic` plus an offset tests move forward (to make a JWKS refetch due at once)."""
+    """`time.monotonic` plus an offset tests move forward (to make a JWKS refetch due at once); it can
+    be frozen, so that a bound stated per second of the service's clock does not grow with a slow run."""
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self._frozen_at: float | None = None
 
     def __call__(self) -> float:
+        if self._frozen_at is not None:
+            return self._frozen_at
         return time.monotonic() + self.offset
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
+        if self._frozen_at is not None:
+            self._frozen_at += seconds
+
+    def freeze(self) -> None:
+        """Stop the clock where it is (until `thaw`)."""
+        self._frozen_at = self()
+
+    def thaw(self) -> None:
+        """Run on from where it was frozen."""
+        if self._frozen_at is not None:
+            self.offset = self._frozen_at - time.monotonic()
+            self._frozen_at = None
 
 
 class NullStream(io.RawIOBase):
