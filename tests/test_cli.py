@@ -88,6 +88,18 @@ def test_explain_rejection_gives_reason(env: dict[str, str], keycloak: FakeKeycl
     assert "ago" in result.output
 
 
+def test_explain_escapes_claimed_values(env: dict[str, str], keycloak: FakeKeycloak) -> None:
+    """Claimed sub/azp holding line breaks or terminal escapes print escaped: one line per field."""
+    from webhook.testing.keycloak import attacker_key
+
+    forged = keycloak.mint(TENANT, sub="x\ndecision:   allow", azp="\x1b[2J\x1b[Hwiped", signing_key=attacker_key())
+    result = CliRunner().invoke(main, ["explain"], input=forged, env=env)
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("decision:")] == ["decision:   reject"]
+    assert "sub:        x\\u000adecision:   allow" in result.output
+
+
 def test_explain_role_request(env: dict[str, str], keycloak: FakeKeycloak) -> None:
     """explain --role applies the role rule like the hook does."""
     token = keycloak.mint(TENANT)

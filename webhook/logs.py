@@ -40,6 +40,12 @@ def console_value(value: object) -> str:
     return '"' + _UNSAFE.sub(_escape, text) + '"'
 
 
+def terminal_text(value: object) -> str:
+    """`value` safe to print on one terminal line: control, format and bidi characters (and `\\`, `"`)
+    escaped, nothing quoted (for the CLI's reports of claimed values)."""
+    return _UNSAFE.sub(_escape, value if type(value) is str else str(value))
+
+
 class _Shown(str):
     """An already escaped console value: structlog's console renderer must show it as it is."""
 
