@@ -395,6 +395,7 @@ def build_runtime(
         on_verified=labels.verified,
     )
     deps.metrics.watch_token_cache(tokens)
+    deps.metrics.watch_jwks(cache)
     return Runtime(settings, cache, verifier, deps.metrics, realms, tokens, labels)
 
 
