@@ -16,11 +16,29 @@ cd "$(dirname "$0")/.."
 echo "== ruff format --check"; .venv/bin/ruff format --check .
 echo "== ruff check";          .venv/bin/ruff check .
 echo "== mypy --strict";       .venv/bin/mypy
+# Tests must leave the checkout as they found it (every test writes under tmp dirs): the files git
+# sees, ignored ones included, are compared before and after, tool caches aside.
+checkout_files() {
+  git status --porcelain --ignored --untracked-files=all 2>/dev/null \
+    | grep -vE '(^|/)(\.venv|__pycache__|\.mypy_cache|\.ruff_cache|\.pytest_cache|[^/]*\.egg-info)(/|$)' || true
+}
+checkout_unchanged() {
+  local after
+  after=$(checkout_files)
+  if [ "$after" != "$before" ]; then
+    echo "test.sh: the tests changed the checkout (write under tmp dirs instead):" >&2
+    diff <(printf '%s\n' "$before") <(printf '%s\n' "$after") >&2 || true
+    return 1
+  fi
+}
+before=$(checkout_files)
+
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest "$@"  # pyproject's addopts exclude the slow tests
 status=$?
 set -e
+checkout_unchanged || status=1
 if [ "$status" -eq 5 ]; then
   echo "test.sh: pytest collected no tests: that is a failure" >&2
   exit 1
@@ -66,6 +84,7 @@ set +e
 timeout --signal=INT --kill-after=60 "$SLOW_TIMEOUT" .venv/bin/python -m pytest -m slow -p no:cacheprovider
 status=$?
 set -e
+checkout_unchanged || status=1
 if [ "$status" -eq 5 ]; then
   echo "test.sh: pytest -m slow collected no tests: that is a failure" >&2
   exit 1

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +19,9 @@ from webhook.cli import main
 from webhook.testing.keycloak import FakeKeycloak
 
 TENANT = "tenant-5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
+CHECKOUT = Path(__file__).resolve().parents[1]
+#: Bound on `webhook dev` becoming ready (a subprocess start on a loaded 2-core machine).
+DEV_START_SECONDS = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +88,18 @@ def test_explain_rejection_gives_reason(env: dict[str, str], keycloak: FakeKeycl
     assert "ago" in result.output
 
 
+def test_explain_escapes_claimed_values(env: dict[str, str], keycloak: FakeKeycloak) -> None:
+    """Claimed sub/azp holding line breaks or terminal escapes print escaped: one line per field."""
+    from webhook.testing.keycloak import attacker_key
+
+    forged = keycloak.mint(TENANT, sub="x\ndecision:   allow", azp="\x1b[2J\x1b[Hwiped", signing_key=attacker_key())
+    result = CliRunner().invoke(main, ["explain"], input=forged, env=env)
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("decision:")] == ["decision:   reject"]
+    assert "sub:        x\\u000adecision:   allow" in result.output
+
+
 def test_explain_role_request(env: dict[str, str], keycloak: FakeKeycloak) -> None:
     """explain --role applies the role rule like the hook does."""
     token = keycloak.mint(TENANT)
@@ -109,33 +127,50 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert "probe-jwks" in done.stdout
 
 
-def test_dev_mode_from_scratch_prints_a_working_token(tmp_path: Path) -> None:
-    """`webhook dev` in an empty state dir generates a key, prints a token and answers 200 for it."""
-    import socket
+def _stderr_lines(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
+    """The process's stderr lines, read by a thread (None at end of stream), so waits can time out."""
+    lines: queue.Queue[str | None] = queue.Queue()
 
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    command = [sys.executable, "-m", "webhook", "dev", "--port", str(ports[0]), "--issuer-port", str(ports[1])]
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, name="dev stderr", daemon=True).start()
+    return lines
+
+
+def test_dev_mode_from_scratch_prints_a_working_token(tmp_path: Path) -> None:
+    """`webhook dev` in an empty directory (its working directory, never the checkout) binds ports it
+    picks itself (port 0), generates a key, prints a token and its URL, and answers 200 for it."""
+    command = [sys.executable, "-m", "webhook", "dev", "--port", "0", "--issuer-port", "0"]
     with subprocess.Popen(  # noqa: S603 - fixed argv
-        [*command, "--state-dir", str(tmp_path / "dev")], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        [*command, "--state-dir", str(tmp_path / "dev")],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
     ) as process:
         try:
-            assert process.stderr is not None
-            token = ""
-            for line in process.stderr:
+            lines = _stderr_lines(process)
+            deadline = time.monotonic() + DEV_START_SECONDS
+            token = url = ""
+            while True:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                assert line is not None, "webhook dev exited before it was ready"
                 if "export TOKEN=" in line:
                     token = line.split("'")[1]
+                if line.startswith("auth hook:"):
+                    url = line.split()[-1]
                 if line.startswith("ready;"):
                     break
-            response = httpx.get(
-                f"http://127.0.0.1:{ports[0]}/hasura/auth", headers={"Authorization": f"Bearer {token}"}
-            )
+            response = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
             assert response.status_code == 200
             assert response.json()["X-Hasura-Role"] == "admin-user"
             assert (tmp_path / "dev" / "dev-signing-key.pem").stat().st_mode & 0o777 == 0o600
+            assert (tmp_path / "var" / "webhook.sqlite3").exists()  # the default audit file: here, not in the checkout
         finally:
             process.terminate()
             process.wait(timeout=10)

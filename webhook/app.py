@@ -83,6 +83,7 @@ class Runtime:
     metrics: Metrics
     realms: RealmPolicy
     tokens: VerifiedTokenCache
+    labels: RealmLabels
     prefetch: asyncio.Task[int] | None = None
     audit: AuditSink | None = None
     store: DataStore | None = None
@@ -170,7 +171,7 @@ class WebhookApp:
             flusher = loop.create_task(decisions.run_flusher())
             stack.callback(flusher.cancel)
             self.runtime = runtime
-            counting = CountingSink(audit, deps.metrics, RealmLabels(settings.extra_realms, settings.prefetch_realms))
+            counting = CountingSink(audit, deps.metrics, runtime.labels)
             self.hook.services = HookServices(
                 verifier=verifier,
                 metrics=deps.metrics,
@@ -300,6 +301,8 @@ def realm_registry(settings: Settings, store: DataStore, deps: Dependencies) -> 
         ttl=settings.realm_cache_ttl,
         negative_ttl=settings.realm_cache_negative_ttl,
         max_entries=settings.realm_cache_size,
+        lookup_rate=settings.realm_lookup_rate,
+        max_concurrent=settings.realm_lookup_max_concurrent,
         clock=deps.clock,
         log=get_logger("webhook.realm_registry"),
     )
@@ -379,6 +382,7 @@ def build_runtime(
         generation_of=cache.generation,
         wall_clock=deps.wall_clock,
     )
+    labels = RealmLabels(settings.extra_realms, settings.prefetch_realms)
     verifier = Verifier(
         realms=realms,
         cache=cache,
@@ -391,10 +395,11 @@ def build_runtime(
         wall_clock=deps.wall_clock,
         token_cache=tokens,
         realm_registry=realm_registry,
+        on_verified=labels.verified,
     )
     deps.metrics.watch_token_cache(tokens)
     deps.metrics.watch_jwks(cache)
-    return Runtime(settings, cache, verifier, deps.metrics, realms, tokens)
+    return Runtime(settings, cache, verifier, deps.metrics, realms, tokens, labels)
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:

@@ -32,7 +32,7 @@ from webhook.datastore import DataStore
 from webhook.db import current_revision, head_revision, make_engine, make_sessionmaker, migrate
 from webhook.httpbounds import BoundedHttpToolsProtocol
 from webhook.jwks import JwksFetcher
-from webhook.logs import configure, get_logger
+from webhook.logs import configure, get_logger, terminal_text
 from webhook.provisioning.jobs import job_as_dict, list_jobs, requeue
 from webhook.provisioning.templates import PortalUrls, load_template, render
 from webhook.realms import parse_realm_name
@@ -136,7 +136,8 @@ async def _probe(settings: Settings, realm_name: str) -> int:
     if fetched.keys is None:
         return 1
     for key in fetched.keys.by_kid.values():
-        click.echo(f"key:     kid={key.kid} kty={key.public_jwk['kty']} algorithms={','.join(sorted(key.algorithms))}")
+        algorithms = ",".join(sorted(key.algorithms))
+        click.echo(f"key:     kid={terminal_text(key.kid)} kty={key.public_jwk['kty']} algorithms={algorithms}")
     click.echo(f"ignored: {fetched.keys.ignored} key(s) not usable for signatures (enc keys, other algorithms)")
     return 0 if fetched.keys.by_kid else 1
 
@@ -151,7 +152,7 @@ def explain(role: str | None) -> None:
         token = token[7:].strip()
     report = asyncio.run(_explain(settings, token, role))
     for name, value in report.items():
-        click.echo(f"{name + ':':<12}{value}")
+        click.echo(f"{name + ':':<12}{terminal_text(value)}")  # claimed values may hold escapes
     sys.exit(0 if report["decision"] == "allow" else 1)
 
 

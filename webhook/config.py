@@ -109,7 +109,13 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "platform-operator,tenant-create",
     ),
     Variable("MAX_TOKEN_BYTES", "16384", "Largest token accepted (Keycloak tokens are ~5 KB).", "16384"),
-    Variable("MAX_BODY_BYTES", "1048576", "Largest POST-mode hook body accepted (400 above).", "1048576"),
+    Variable(
+        "MAX_BODY_BYTES",
+        "1048576",
+        "POST-mode hook bodies up to this size are parsed whole; larger ones are scanned for their `headers` "
+        "member only (at most this size, else 400). Also the largest action call body.",
+        "1048576",
+    ),
     Variable(
         "TOKEN_CACHE_SIZE",
         "100000",
@@ -272,7 +278,8 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable(
         "SUPER_ADMIN_TENANT_ID",
         "",
-        "Tenant (UUID) whose tokens may create tenants (`insertTenant`) and create events for any tenant. "
+        "Tenant (UUID) whose own realm's tokens may create tenants (`insertTenant`), create events for "
+        "any tenant and get `PLATFORM_ROLES` (not its event realms' tokens). "
         "Empty: nobody may.",
         "90505c8a-23a9-4cdf-a26b-4e19f6a097d5",
     ),
@@ -363,6 +370,21 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "10000",
         "Strict realm registry: most realms remembered (least recently used evicted).",
         "10000",
+    ),
+    # ---- issue 13 hardening: bounds of the strict registry's database lookups
+    Variable(
+        "REALM_LOOKUP_RATE",
+        "50",
+        "Strict realm registry: database lookups of realms not cached, per second (a global bucket); "
+        "above it a realm never seen registered is refused `unknown_realm` at once.",
+        "50",
+    ),
+    Variable(
+        "REALM_LOOKUP_MAX_CONCURRENT",
+        "4",
+        "Strict realm registry: most database lookups in flight; one more is refused `unknown_realm` at "
+        "once (a realm seen registered before stays registered).",
+        "4",
     ),
 )
 _DEFAULTS: Final = {v.name: v.default for v in VARIABLES}
@@ -619,6 +641,9 @@ class Settings:
     realm_cache_ttl: float = 300.0
     realm_cache_negative_ttl: float = 10.0
     realm_cache_size: int = 10000
+    # ---- issue 13 hardening
+    realm_lookup_rate: float = 50.0
+    realm_lookup_max_concurrent: int = 4
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, require_keycloak: bool = True) -> Settings:
@@ -765,6 +790,11 @@ class Settings:
                 "REALM_CACHE_NEGATIVE_SECONDS", get("REALM_CACHE_NEGATIVE_SECONDS"), low=0, high=86400
             ),
             realm_cache_size=_int("REALM_CACHE_SIZE", get("REALM_CACHE_SIZE"), low=1, high=10_000_000),
+            # ---- issue 13 hardening
+            realm_lookup_rate=_float("REALM_LOOKUP_RATE", get("REALM_LOOKUP_RATE"), low=0.1, high=100_000),
+            realm_lookup_max_concurrent=_int(
+                "REALM_LOOKUP_MAX_CONCURRENT", get("REALM_LOOKUP_MAX_CONCURRENT"), low=1, high=1000
+            ),
         )
 
     def describe(self) -> dict[str, object]:

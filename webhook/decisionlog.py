@@ -9,6 +9,8 @@ Rules of this module:
   latest every `interval` seconds (the lifespan runs the flusher and flushes at shutdown), so a
   crash loses at most that much; a line is never split.
 - Callers never pass a token or an Authorization header: only claimed facts and the SHA-256.
+- Console lines (`LOG_FORMAT=console`) quote and escape every value (`logs.console_value`), so a
+  claimed field can never end the line or add a field.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import orjson
+
+from webhook.logs import console_value
 
 
 class DecisionLog:
@@ -67,7 +71,9 @@ class DecisionLog:
         }
         line.update(fields)
         if self._console:
-            rendered = " ".join(f"{k}={v}" for k, v in line.items() if v is not None).encode("utf-8", "replace")
+            rendered = " ".join(f"{k}={console_value(v)}" for k, v in line.items() if v is not None).encode(
+                "utf-8", "replace"
+            )
         else:
             rendered = orjson.dumps(line)
         self._buffer += rendered

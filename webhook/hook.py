@@ -2,8 +2,9 @@
 
 Rules of this module:
 - 200 with a JSON object of strings when a session opens; 401 for every bad or missing token
-  (Hasura turns any other status into a 500); 400 only when a POST body is not Hasura's shape;
-  405 for other methods.
+  (Hasura turns any other status into a 500); 400 only when a POST body is not Hasura's shape
+  (its size alone never is: past MAX_BODY_BYTES only the `headers` member is kept); 405 for other
+  methods.
 - Every decision is counted in metrics and logged once; every rejection is also submitted to the
   audit sink. The token is never logged, echoed or stored: only its SHA-256 is.
 - This module reads headers straight from the ASGI scope and writes raw ASGI messages: Hasura
@@ -23,7 +24,16 @@ from starlette.types import Receive, Scope, Send
 
 from webhook.audit import AuditSink, RejectionRecord, token_digest
 from webhook.decisionlog import DecisionLog
-from webhook.hookrequest import BadHookBody, HookRequest, bearer_token, from_get, from_post, requested_role
+from webhook.hookbody import HeadersScanner
+from webhook.hookrequest import (
+    BadHookBody,
+    HookRequest,
+    bearer_token,
+    from_get,
+    from_post,
+    from_post_headers,
+    requested_role,
+)
 from webhook.metrics import Metrics
 from webhook.reasons import Reason, Rejected
 from webhook.session import Identity, anonymous_session, choose_role, session_for
@@ -54,21 +64,36 @@ async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None as soon as it exceeds `limit` bytes."""
+async def _read_post(receive: Receive, limit: int) -> HookRequest:
+    """The hook request in a POST body; `BadHookBody` if the body is not Hasura's shape.
+
+    A body up to `limit` bytes is parsed whole; past it, the chunks go through `HeadersScanner`,
+    which keeps only the `headers` member (Hasura's default SEND_REQUEST_BODY=true puts the whole
+    GraphQL request beside it, which may be large for a valid user).
+    """
     chunks: list[bytes] = []
     size = 0
+    scanner: HeadersScanner | None = None
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return b"".join(chunks)
+            break
         chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+        if scanner is not None:
+            scanner.feed(chunk)
+        else:
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > limit:
+                scanner = HeadersScanner(limit)
+                for kept in chunks:
+                    scanner.feed(kept)
+                chunks.clear()
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            break
+    if scanner is not None:
+        return from_post_headers(scanner.finish())
+    return from_post(b"".join(chunks))
 
 
 class AuthHook:
@@ -86,12 +111,8 @@ class AuthHook:
         if method == "GET":
             request = from_get(scope["headers"])
         elif method == "POST":
-            body = await _read_body(receive, services.max_body_bytes)
-            if body is None:
-                await _respond(send, 400, b'{"error":"body larger than MAX_BODY_BYTES"}')
-                return
             try:
-                request = from_post(body)
+                request = await _read_post(receive, services.max_body_bytes)
             except BadHookBody as exc:
                 await _respond(send, 400, orjson.dumps({"error": str(exc)}))
                 return

@@ -9,7 +9,8 @@ Rules of this module:
 - Two `Authorization` headers (or two keys differing only in case) are ambiguous: rejected. So are
   two `X-Hasura-Role` headers (`role_not_allowed`): we never guess which role was meant.
 - A POST body that is not Hasura's shape is the caller's error (`BadHookBody`, answered 400),
-  not a bad token. `request` may be an object, an array, null or absent: it is never read.
+  not a bad token. `request` may be an object, an array, null or absent: it is never read (a body
+  larger than MAX_BODY_BYTES is not even held: `webhook/hookbody.py` keeps only `headers`).
 """
 
 from __future__ import annotations
@@ -92,7 +93,20 @@ def from_post(body: bytes) -> HookRequest:
         raise BadHookBody("body is not JSON") from None
     if type(data) is not dict:
         raise BadHookBody("body is not a JSON object")
-    headers = data.get("headers")
+    return _from_headers(data.get("headers"))
+
+
+def from_post_headers(raw: bytes) -> HookRequest:
+    """POST mode, from the raw JSON text of the body's `headers` value alone (a large body's, as
+    `webhook/hookbody.py` extracts it); `BadHookBody` if it is not an object of strings."""
+    try:
+        headers = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadHookBody("body is not JSON") from None
+    return _from_headers(headers)
+
+
+def _from_headers(headers: object) -> HookRequest:
     if type(headers) is not dict:
         raise BadHookBody('body has no "headers" object')
     pairs = []

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,14 @@ from webhook.reasons import Reason, Rejected
 Clock = Callable[[], float]
 _CHUNK: Final = 65536
 RATE_LIMITED: Final = "new-realm fetch rate exceeded"
+#: Key generations, global to the process: a realm's entry never reuses a number another entry (its
+#: own earlier one, evicted, included) had, so an outcome cached under an old generation never
+#: becomes valid again after an eviction and a refetch.
+_GENERATIONS: Final = itertools.count(1)
+
+
+def _new_generation() -> int:
+    return next(_GENERATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +143,7 @@ class _Entry:
     attempted_at: float = float("-inf")  # last fetch started
     missing_until: float = float("-inf")
     error: str = ""
-    generation: int = 0  # bumped whenever the key material changes
+    generation: int = field(default_factory=_new_generation)  # renewed whenever the key material changes
     inflight: asyncio.Task[None] | None = None
     pinned: bool = False
     failures: int = 0  # failed fetches since the last successful one (404 included)
@@ -292,13 +301,13 @@ class JwksCache:
             entry.error = ""
             entry.missing_until = float("-inf")
             if changed:
-                entry.generation += 1
+                entry.generation = _new_generation()
                 if self.on_change is not None:
                     self.on_change(entry.realm.name)
         elif result.missing:
             entry.error = result.error
             if entry.keys is not None:
-                entry.generation += 1
+                entry.generation = _new_generation()
             entry.keys = None
             entry.missing_until = now + self._policy.negative_ttl
             if self.on_change is not None:
@@ -380,7 +389,7 @@ class JwksCache:
         return "failed"
 
     def generation(self, realm_name: str) -> int:
-        """Bumped each time the realm's key material changes (-1 if not held)."""
+        """Renewed (never to a number used before in this process) when the realm's keys change; -1 if not held."""
         entry = self._entries.get(realm_name)
         return -1 if entry is None else entry.generation
 

@@ -2,7 +2,8 @@
 
 Rules of this module:
 - Label values come from closed sets only (results, `Reason` codes, fetch outcomes): a token can
-  never create a new time series. Realm labels are the one open set: `RealmLabels` bounds them.
+  never create a new time series. Realm labels are the one open set: `RealmLabels` bounds them and
+  gives one only to realms whose keys verified something.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ class Metrics:
         self.fetch = {outcome: self.jwks_fetches.labels(outcome) for outcome in FETCH_OUTCOMES}
         self.rejections = Counter(
             "webhook_rejections_total",
-            "Rejections by reason and realm (realm: a trusted realm name, 'other' past the label cap "
-            "or for realms Keycloak does not know, 'none' when no realm was resolved).",
+            "Rejections by reason and realm (realm: a configured realm or one whose keys verified a "
+            "signature, up to the label cap; else 'other'; 'none' when no realm was resolved).",
             ["reason", "realm"],
             registry=self.registry,
         )
@@ -182,9 +183,10 @@ class Metrics:
 class RealmLabels:
     """Bounded realm label values for `webhook_rejections_total`.
 
-    A realm gets its own label when it is a trusted realm (tenant/event pattern or an extra realm)
-    and fewer than `cap` realms have one yet (prefetched realms are labelled first); otherwise it
-    is `other`. A rejection without a resolved realm is `none`.
+    A realm gets its own label only once a signature verified with its keys (`verified`, called by
+    the verifier) or when the configuration names it (prefetched and extra realms, labelled at
+    start), and while fewer than `cap` realms have one; every other realm is `other`, so tokens
+    naming made-up realms never take a label, let alone a real realm's. No resolved realm: `none`.
     """
 
     __slots__ = ("_cap", "_extra", "_labels")
@@ -193,21 +195,21 @@ class RealmLabels:
         self._extra = frozenset(extra_realms)
         self._cap = cap
         self._labels: set[str] = set()
-        for realm in known:
-            self.label(realm)
+        for realm in (*known, *sorted(self._extra)):
+            self.verified(realm)
+
+    def verified(self, realm: str) -> None:
+        """`realm`'s keys verified a signature: give it a label while under the cap."""
+        if realm in self._labels or len(self._labels) >= self._cap:
+            return
+        if realm in self._extra or parse_realm_name(realm) is not None:
+            self._labels.add(realm)
 
     def label(self, realm: str | None, reason: Reason | None = None) -> str:
-        """The label value for `realm` (recording it while under the cap)."""
+        """The label value for `realm` (`reason` is kept for callers; it no longer decides)."""
         if realm is None:
             return NO_REALM
-        if realm in self._labels:
-            return realm
-        if reason is Reason.UNKNOWN_REALM or len(self._labels) >= self._cap:
-            return OTHER_REALM
-        if realm not in self._extra and parse_realm_name(realm) is None:
-            return OTHER_REALM
-        self._labels.add(realm)
-        return realm
+        return realm if realm in self._labels else OTHER_REALM
 
 
 @dataclass(frozen=True, slots=True)

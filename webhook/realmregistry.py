@@ -6,10 +6,14 @@ Rules of this module:
   operator named them, and the super-admin realm must work before any tenant row exists.
 - A tenant realm is registered when `tenant.id` exists; an event realm when `election_event.id`
   exists *with that tenant*.
-- Answers are cached: registered for `ttl`, unregistered for `negative_ttl`, at most `max_entries`
-  realms (least recently used evicted); one lookup in flight per realm (waiters share it).
-- When the database fails, a realm seen registered before (even expired) stays registered; otherwise
-  the token is refused with `unknown_realm` ("cannot tell"), never let through.
+- Answers are cached: registered for `ttl`, unregistered for `negative_ttl`, each kind in its own
+  LRU of at most `max_entries` realms, so made-up names never evict registered realms; one lookup
+  in flight per realm (waiters share it).
+- Lookups are bounded like new-realm JWKS fetches: a global bucket of `lookup_rate` lookups per
+  second and at most `max_concurrent` in flight. A lookup refused by either bound, or failed by the
+  database, leaves a realm seen registered before (even expired) registered; any other realm is
+  refused with `unknown_realm` ("cannot tell"), never let through, at once (no queueing). So tokens
+  naming made-up realms cost at most `lookup_rate` queries a second whatever their number.
 - `MemoryRealmRegistry` is the fake for tests.
 """
 
@@ -46,6 +50,8 @@ class DbRealmRegistry:
         ttl: float = 300.0,
         negative_ttl: float = 10.0,
         max_entries: int = 10000,
+        lookup_rate: float = 50.0,
+        max_concurrent: int = 4,
         clock: Callable[[], float],
         log: Any,
     ) -> None:
@@ -56,47 +62,73 @@ class DbRealmRegistry:
         self._max = max_entries
         self._clock = clock
         self._log = log
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._rate = lookup_rate
+        self._max_concurrent = max_concurrent
+        self._budget = lookup_rate
+        self._budget_at = clock()
+        self._known: OrderedDict[str, _Entry] = OrderedDict()  # registered
+        self._unknown: OrderedDict[str, _Entry] = OrderedDict()  # found unregistered
         self._flights: dict[str, asyncio.Task[bool]] = {}
         self.lookups = 0
+        self.refused = 0  # lookups refused by the rate or concurrency bound
 
     async def is_registered(self, realm: Realm) -> bool:
         """Whether `realm` may be trusted (see the module rules)."""
         if realm.tenant_id is None or realm.name in self._always:
             return True
-        entry = self._entries.get(realm.name)
-        if entry is not None and entry.expires > self._clock():
-            self._entries.move_to_end(realm.name)
+        now = self._clock()
+        known = self._known.get(realm.name)
+        entry = known or self._unknown.get(realm.name)
+        if entry is not None and entry.expires > now:
+            (self._known if entry.registered else self._unknown).move_to_end(realm.name)
             return entry.registered
         flight = self._flights.get(realm.name)
         if flight is None:
+            refusal = self._refusal(now)
+            if refusal is not None:
+                self.refused += 1
+                if known is not None:
+                    return True  # seen registered: stays so while lookups are refused
+                raise Rejected(Reason.UNKNOWN_REALM, refusal)
             flight = asyncio.get_running_loop().create_task(self._lookup(realm))
             self._flights[realm.name] = flight
             flight.add_done_callback(lambda _: self._flights.pop(realm.name, None))
         return await asyncio.shield(flight)
 
+    def _refusal(self, now: float) -> str | None:
+        """Why a new lookup may not start now (None: it may, and took a token of the bucket)."""
+        if len(self._flights) >= self._max_concurrent:
+            return "realm registry: too many database lookups in flight (strict registry)"
+        budget = min(self._rate, self._budget + (now - self._budget_at) * self._rate)
+        self._budget_at = now
+        if budget < 1:
+            self._budget = budget
+            return "realm registry: database lookup rate exceeded (strict registry)"
+        self._budget = budget - 1
+        return None
+
     def forget(self, realm_name: str) -> None:
         """Drop what is cached for a realm (its tenant or event was just created here)."""
-        self._entries.pop(realm_name, None)
+        self._known.pop(realm_name, None)
+        self._unknown.pop(realm_name, None)
 
     async def _lookup(self, realm: Realm) -> bool:
         self.lookups += 1
         try:
             registered = await self._query(realm)
         except Exception as exc:
-            stale = self._entries.get(realm.name)
             self._log.warning(
                 "realm_registry.lookup_failed", realm=realm.name, error=f"{type(exc).__name__}: {exc}"[:300]
             )
-            if stale is not None and stale.registered:
+            if realm.name in self._known:
                 return True
             raise Rejected(Reason.UNKNOWN_REALM, "realm registry unavailable (database error)") from None
-        self._entries[realm.name] = _Entry(
-            registered, self._clock() + (self._ttl if registered else self._negative_ttl)
-        )
-        self._entries.move_to_end(realm.name)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        entries, other = (self._known, self._unknown) if registered else (self._unknown, self._known)
+        other.pop(realm.name, None)
+        entries[realm.name] = _Entry(registered, self._clock() + (self._ttl if registered else self._negative_ttl))
+        entries.move_to_end(realm.name)
+        while len(entries) > self._max:
+            entries.popitem(last=False)
         return registered
 
     async def _query(self, realm: Realm) -> bool:

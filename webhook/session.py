@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from webhook.powers import Power
 from webhook.realms import Realm
 from webhook.reasons import Reason, Rejected
 
@@ -41,6 +42,8 @@ class Identity:
     default_role: str
     allowed_roles: frozenset[str]
     exp: float
+    #: What the realm's kind allows (`webhook/powers.py`), attached by the verifier.
+    powers: frozenset[Power] = frozenset()
 
 
 def _string(value: object, name: str) -> str:

@@ -9,6 +9,7 @@ Order of checks (cheapest and most discriminating first; each has its own reason
  5. signature                                                          token.verify_signature
  6. exp / nbf / iat (leeway), typ == Bearer, aud, azp                  token.check_claims
  7. Hasura claims present, well typed, agreeing with the realm        session.identity_from_claims
+ 8. the realm kind's powers attached; PLATFORM_ROLES kept only with them  powers.powers_of
 
 This is the only module that combines the pure checks with the cache's IO; the auth hook and the
 action handlers both call `Verifier.verify`, so a token means the same thing everywhere.
@@ -21,6 +22,7 @@ import hashlib
 from collections.abc import Callable
 
 from webhook.jwks import JwksCache
+from webhook.powers import Power, powers_of
 from webhook.realms import Realm, RealmPolicy, RealmRegistry
 from webhook.reasons import Reason, Rejected
 from webhook.session import Identity, identity_from_claims
@@ -66,6 +68,7 @@ class Verifier:
         wall_clock: Callable[[], float],
         token_cache: VerifiedTokenCache | None = None,
         realm_registry: RealmRegistry | None = None,
+        on_verified: Callable[[str], None] | None = None,
     ) -> None:
         self._realms = realms
         self._cache = cache
@@ -79,6 +82,7 @@ class Verifier:
         self._now = wall_clock
         self._tokens = token_cache
         self._realm_registry = realm_registry
+        self._on_verified = on_verified  # realm name, once a signature verified with its keys
 
     async def verify(self, token: str) -> Identity:
         """The identity `token` proves; `TokenRejected` with the reason of the first failed check."""
@@ -104,11 +108,16 @@ class Verifier:
                 raise Rejected(Reason.UNKNOWN_KID, "header kid is missing")
             key = self._cache.cached_key(realm, kid) or await self._cache.key_for(realm, kid)
             verify_signature(parsed, key, self._registry)
+            if self._on_verified is not None:
+                self._on_verified(realm.name)
             check_claims(parsed.claims, self._claims, self._now())
             identity = identity_from_claims(parsed.claims, realm, self._forbidden)
-            if identity.tenant_id != self._super_tenant and identity.allowed_roles & self._platform:
-                # platform-wide roles only from the super-admin tenant's realms (see PLATFORM_ROLES)
-                identity = dataclasses.replace(identity, allowed_roles=identity.allowed_roles - self._platform)
+            powers = powers_of(realm, self._super_tenant)
+            roles = identity.allowed_roles
+            if Power.PLATFORM_ROLES not in powers:
+                # platform-wide roles only from the super-admin tenant's own realm (webhook/powers.py)
+                roles = roles - self._platform
+            identity = dataclasses.replace(identity, allowed_roles=roles, powers=powers)
         except Rejected as exc:
             facts = TokenFacts.of(parsed)
             if tokens is not None:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.actions.conftest import SUPER, TENANT, ActionStack, StackFactory, random_uuid
+from tests.actions.conftest import OTHER, SUPER, TENANT, ActionStack, StackFactory, random_uuid
 from webhook.app import Dependencies, create_app
 from webhook.audit import MemorySink
 from webhook.config import Settings
@@ -126,7 +126,8 @@ async def test_registry_caches_both_answers_with_their_ttls(sqlite_stack: Action
 
 
 async def test_registry_is_bounded_and_single_flight(sqlite_stack: ActionStack) -> None:
-    """At most max_entries realms are remembered; concurrent lookups of one realm share one query."""
+    """At most max_entries realms of each answer are remembered, and unregistered names never evict a
+    registered realm; concurrent lookups of one realm share one query."""
     registry = DbRealmRegistry(sqlite_stack.store, max_entries=2, clock=_Clock(), log=_Log())
     realm = _realm(f"tenant-{TENANT}")
     answers = await asyncio.gather(*(registry.is_registered(realm) for _ in range(20)))
@@ -134,7 +135,51 @@ async def test_registry_is_bounded_and_single_flight(sqlite_stack: ActionStack) 
     for _ in range(3):
         await registry.is_registered(_realm(f"tenant-{random_uuid()}"))
     await registry.is_registered(realm)
-    assert registry.lookups == 5  # evicted, looked up again
+    assert registry.lookups == 4  # still cached: the made-up names went to their own LRU
+    for name in (f"tenant-{SUPER}", f"tenant-{OTHER}"):
+        await registry.is_registered(_realm(name))
+    await registry.is_registered(realm)
+    assert registry.lookups == 7  # evicted by two registered realms, looked up again
+
+
+async def test_made_up_realms_cost_a_bounded_number_of_lookups(sqlite_stack: ActionStack) -> None:
+    """1,000 made-up realm names at one instant cost `lookup_rate` queries (the bucket), the rest are
+    refused unknown_realm at once; a realm seen registered stays registered while lookups are refused,
+    even past its TTL; a new registered realm gets its lookup once the bucket refilled."""
+    clock = _Clock()
+    registry = DbRealmRegistry(sqlite_stack.store, ttl=10, lookup_rate=20, clock=clock, log=_Log())
+    known = _realm(f"tenant-{TENANT}")
+    assert await registry.is_registered(known) is True
+    outcomes: list[object] = []
+    for _ in range(1000):
+        try:
+            outcomes.append(await registry.is_registered(_realm(f"tenant-{random_uuid()}")))
+        except Rejected as exc:
+            outcomes.append((exc.reason, exc.detail))
+    rate_refusal = (Reason.UNKNOWN_REALM, "realm registry: database lookup rate exceeded (strict registry)")
+    refused = outcomes.count(rate_refusal)
+    assert outcomes.count(False) == 19
+    assert (registry.lookups, refused, registry.refused) == (20, 981, 981)
+    clock.now = 11  # known's entry expired; the bucket (20/s) refilled by 220 tokens but holds 20 at most
+    for _ in range(20):
+        await registry.is_registered(_realm(f"tenant-{random_uuid()}"))
+    assert await registry.is_registered(known) is True  # refused a lookup, still registered
+    with pytest.raises(Rejected):
+        await registry.is_registered(_realm(f"tenant-{SUPER}"))  # never seen: cannot tell
+    clock.now = 11.05  # one token back
+    assert await registry.is_registered(_realm(f"tenant-{SUPER}")) is True
+    assert registry.lookups == 41
+
+
+async def test_registry_lookups_in_flight_are_capped(sqlite_stack: ActionStack) -> None:
+    """Concurrent lookups of distinct realms: at most max_concurrent queries run, the rest are refused
+    unknown_realm at once, without queueing."""
+    registry = DbRealmRegistry(sqlite_stack.store, max_concurrent=4, clock=_Clock(), log=_Log())
+    realms = [_realm(f"tenant-{random_uuid()}") for _ in range(20)]
+    answers = await asyncio.gather(*(registry.is_registered(r) for r in realms), return_exceptions=True)
+    assert answers[:4] == [False] * 4
+    assert all(isinstance(a, Rejected) and a.reason is Reason.UNKNOWN_REALM for a in answers[4:])
+    assert registry.lookups == 4
 
 
 async def test_registry_database_error(closed_port: int) -> None:

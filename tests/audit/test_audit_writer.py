@@ -295,7 +295,8 @@ async def test_prune_uses_retention_and_injected_clock(sinks: Sinks, db_env: dic
 
 
 def test_realm_labels_are_bounded() -> None:
-    """Trusted realms get their own label up to the cap; untrusted, unknown or excess realms are 'other'."""
+    """Configured realms, and realms whose keys verified something, get their own label up to the cap;
+    untrusted, unverified or excess realms are 'other'."""
     labels = RealmLabels({"platform-admin"}, known=[TENANT_REALM], cap=3)
     assert labels.label(None) == "none"
     assert labels.label(TENANT_REALM) == TENANT_REALM
@@ -303,7 +304,10 @@ def test_realm_labels_are_bounded() -> None:
     assert labels.label("evil-realm") == "other"
     other_tenant = "tenant-11111111-2222-4333-8444-555555555555"
     assert labels.label(other_tenant, Reason.UNKNOWN_REALM) == "other"
+    assert labels.label(other_tenant) == "other"  # never verified
+    labels.verified(other_tenant)
     assert labels.label(other_tenant) == other_tenant  # third label: at the cap
+    labels.verified("tenant-22222222-2222-4333-8444-555555555555")
     assert labels.label("tenant-22222222-2222-4333-8444-555555555555") == "other"
 
 
@@ -312,7 +316,7 @@ def test_counting_sink_counts_by_reason_and_realm() -> None:
     from webhook.audit import MemorySink
 
     metrics, inner = Metrics(), MemorySink()
-    sink = CountingSink(inner, metrics, RealmLabels((), cap=1))
+    sink = CountingSink(inner, metrics, RealmLabels((), known=[TENANT_REALM], cap=1))
     for realm in (TENANT_REALM, TENANT_REALM, "tenant-11111111-2222-4333-8444-555555555555", None):
         sink.submit(rejection(0, realm=realm))
     value = metrics.registry.get_sample_value

@@ -217,6 +217,14 @@ def test_hasura_calls_the_hook_in_webhook_mode() -> None:
     assert mounts[env["HASURA_GRAPHQL_METADATA_DIR"]] == "./hasura_metadata"
 
 
+def test_hasura_is_healthy_only_with_consistent_metadata() -> None:
+    """Hasura's healthcheck asks /healthz?strict=true: plain /healthz answers 200 ("WARN: inconsistent
+    objects") even when the metadata does not match the database, which is not healthy."""
+    probe = " ".join(service("hasura")["healthcheck"]["test"])
+    assert "GET /healthz?strict=true HTTP/1.1" in probe
+    assert 'grep -q " 200"' in probe
+
+
 def test_hasura_tracks_the_database_the_webhook_migrates() -> None:
     """Hasura's `default` source (PG_DATABASE_URL) is the webhook's DATABASE_URL; its catalog is another database."""
     app = urlsplit(resolved_environment("webhook")["DATABASE_URL"])

@@ -1,14 +1,17 @@
-"""Collects the figures of the fault scenarios into one table at the end of the run."""
+"""Collects the figures of the fault scenarios into one table at the end of the run.
+
+The table is printed; it is also written to `$FAULT_FIGURES_FILE` when that is set (never into the
+checkout by default: tests leave it as they found it).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.faults.support import FIGURES
-
-TABLE = Path(__file__).resolve().parents[2] / "var" / "fault-figures.md"
 
 
 def render() -> str:
@@ -32,5 +35,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     table = render()
     terminalreporter.write_sep("=", "fault figures")
     terminalreporter.write(table)
-    TABLE.parent.mkdir(exist_ok=True)
-    TABLE.write_text(table)
+    target = os.environ.get("FAULT_FIGURES_FILE")
+    if target:
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(table)

@@ -4,7 +4,7 @@ A request carries the set of outcomes that are correct for it ("200", or "401:<r
 else is a wrong decision (a forged token let in, an honest token of a realm with usable keys
 refused, an unexpected reason). 5xx are counted apart. Figures of each scenario are printed as one
 line and collected into the table `tests/faults/conftest.py` prints at the end of the run (and
-writes to var/fault-figures.md), which is where SECURITY.md's figures come from.
+writes to $FAULT_FIGURES_FILE when set), which is where SECURITY.md's figures come from.
 """
 
 from __future__ import annotations

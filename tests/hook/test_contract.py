@@ -151,10 +151,14 @@ async def test_post_body_not_hasura_shape_is_400(stack: Stack, body: bytes, mess
     assert response.json() == {"error": message}
 
 
-async def test_post_body_over_cap_is_400(make_stack: StackFactory) -> None:
-    """A POST body above MAX_BODY_BYTES is refused with 400 before parsing."""
+async def test_post_body_over_cap_is_decided_on_its_headers(make_stack: StackFactory) -> None:
+    """A POST body above MAX_BODY_BYTES (a large GraphQL request) is decided on its `headers` member
+    like any other (here: no token, 401 missing_token); only a `headers` member above it is a 400."""
     async with make_stack(MAX_BODY_BYTES="4096") as stack:
         body = orjson.dumps({"headers": {}, "request": {"query": "x" * 5000}})
+        response = await stack.client.post(f"{stack.url}/hasura/auth", content=body)
+        assert (response.status_code, response.json()["reason"]) == (401, "missing_token")
+        body = orjson.dumps({"headers": {"User-Agent": "x" * 5000}, "request": None})
         response = await stack.client.post(f"{stack.url}/hasura/auth", content=body)
         assert response.status_code == 400
         assert "MAX_BODY_BYTES" in response.json()["error"]

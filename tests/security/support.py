@@ -60,16 +60,32 @@ def sqlite_url(directory: Path) -> str:
 
 
 class OffsetClock:
-    """`time.monotonic` plus an offset tests move forward (to make a JWKS refetch due at once)."""
+    """`time.monotonic` plus an offset tests move forward (to make a JWKS refetch due at once); it can
+    be frozen, so that a bound stated per second of the service's clock does not grow with a slow run."""
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self._frozen_at: float | None = None
 
     def __call__(self) -> float:
+        if self._frozen_at is not None:
+            return self._frozen_at
         return time.monotonic() + self.offset
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
+        if self._frozen_at is not None:
+            self._frozen_at += seconds
+
+    def freeze(self) -> None:
+        """Stop the clock where it is (until `thaw`)."""
+        self._frozen_at = self()
+
+    def thaw(self) -> None:
+        """Run on from where it was frozen."""
+        if self._frozen_at is not None:
+            self.offset = self._frozen_at - time.monotonic()
+            self._frozen_at = None
 
 
 class NullStream(io.RawIOBase):
@@ -146,7 +162,8 @@ class AdversarialStack:
     ) -> list[HasuraVerdict]:
         """Send `headers` as Hasura would in each mode and check the whole contract of a rejection.
 
-        - 401 with `{"error": "unauthorized", "reason": reason}` (Hasura: access-denied);
+        - 401 with `{"error": "unauthorized", "reason": reason}` (Hasura: access-denied), decided by
+          the verifier in every mode (no token-cache hit: the battery's stacks cache no rejection);
         - the attacker host never received anything;
         - the fake Keycloak received nothing but GETs of configured realms' certs, at most `fetches`;
         - an audit row with this reason exists for the request once the writer has flushed, and it
@@ -154,10 +171,14 @@ class AdversarialStack:
         """
         self.new_keycloak_requests()
         verdicts = []
+        runtime = self.app.runtime
+        assert runtime is not None
         for mode in modes:
             request_id = f"sec-{uuid.uuid4().hex}"
             pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
             verdict = await self.hasura(mode).authenticate([*pairs, ("X-Request-Id", request_id)])
+            # each mode's call must reach the verifier, not be answered by the previous one's cached rejection
+            assert runtime.tokens.sizes()[1] == 0, f"a rejection was cached: the next {mode} call would not be checked"
             assert verdict.hook_status == 401, (mode, verdict.hook_status, verdict.hook_body[:300])
             assert verdict.outcome == "access-denied"
             body = orjson.loads(verdict.hook_body)

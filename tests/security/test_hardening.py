@@ -7,26 +7,31 @@
 3. `Bearer <token>` was parsed with `str.strip()`: Unicode spaces and separators around a token
    (U+3000, U+0085, U+001C...) were dropped and the token accepted.
 (4. The unbounded request head of uvicorn's httptools protocol: tests/security/test_oversize.py.)
+5. Realm labels of `webhook_rejections_total` went to the first 100 pattern-valid realm names seen,
+   made-up ones included; now only to realms whose keys verified a signature (or configured ones).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import tracemalloc
 import zlib
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.security.support import adversarial_stack, bearer
 from webhook.hookrequest import HookRequest, bearer_token
 from webhook.jwks import CachePolicy, JwksCache, JwksFetcher
 from webhook.metrics import Metrics
 from webhook.realms import Realm, RealmPolicy, parse_realm_name
 from webhook.reasons import Reason, Rejected
-from webhook.testing.keycloak import FakeKeycloak
+from webhook.testing.keycloak import FakeKeycloak, sign_raw
 from webhook.testing.server import serve_asgi
 
 pytestmark = pytest.mark.anyio
@@ -197,3 +202,26 @@ def test_bearer_strips_only_http_whitespace(value: str, token: str | None) -> No
             bearer_token(request)
     else:
         assert bearer_token(request) == token
+
+
+# ------------------------------------------------------------------------------ 5. realm labels
+
+
+async def test_made_up_realms_take_no_realm_label(tmp_path: Path) -> None:
+    """150 unsigned tokens naming made-up realms (refused `unknown_realm` or, past the new-realm fetch
+    rate, `jwks_unavailable`) count as realm="other" and take no label; a real realm
+    whose keys verified a token still gets its own label afterwards (before: the first 100 made-up
+    realms took every label for the life of the process and real realms counted as `other`)."""
+    async with adversarial_stack(tmp_path, JWKS_NEW_REALM_FETCH_RATE="5", TOKEN_CACHE_REJECTIONS_SIZE="0") as s:
+        for name in GHOSTS[:150]:
+            iss = f"{s.keycloak.url}/realms/{name}"
+            token = sign_raw({"alg": "RS256", "kid": "k", "typ": "JWT"}, {"iss": iss, "exp": 2**40}, None, alg="none")
+            await s.hasura("GET").authenticate(bearer(token + "c2ln"))
+        s.clock.advance(1)  # the new-realm fetch bucket (5/s) has a token again for the real realm
+        real = s.fresh_realm()
+        await s.expect_session(bearer(s.keycloak.mint(real.name)))
+        await s.expect_rejected(bearer(s.keycloak.mint(real.name, typ="ID")), "wrong_token_type")
+        text = (await s.client.get(f"{s.url}/metrics")).text
+    labelled = set(re.findall(r'webhook_rejections_total\{realm="([^"]+)",reason="[a-z_]+"\}', text))
+    assert not labelled & set(GHOSTS)
+    assert real.name in labelled and "other" in labelled

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from tests.security.support import AdversarialStack, bearer
 from webhook.httpbounds import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+from webhook.testing.keycloak import attacker_key
 
 pytestmark = pytest.mark.anyio
 CHUNK = b"a" * 65536
@@ -56,8 +57,9 @@ async def _send_head(url: str, size: int) -> tuple[bytes, float]:
 
 @pytest.mark.parametrize("megabytes", [4, 32])
 async def test_mb_sized_header_is_cut_off_fast_with_bounded_memory(sec: AdversarialStack, megabytes: int) -> None:
-    """A multi-MB Authorization header: 431 (or the connection closed) within a second, the server
-    allocates a bounded amount, and a concurrent honest request is answered meanwhile.
+    """A multi-MB Authorization header: 431 (or the connection closed), the server allocates a bounded
+    amount, and a concurrent honest request is answered meanwhile (no wall-clock bound: how fast is
+    for bench/, what is bounded is memory and that the loop keeps serving).
 
     Before the head cap, uvicorn's httptools protocol parsed a 64 MB header for 12 s of event-loop
     time (every other request stalled) and held it whole in memory."""
@@ -74,7 +76,6 @@ async def test_mb_sized_header_is_cut_off_fast_with_bounded_memory(sec: Adversar
     print(f"{megabytes} MB header: {seconds * 1000:.0f} ms, peak traced {peak / 1e6:.1f} MB, answer {answer[:40]!r}")
     assert verdict.outcome == "session"
     assert answer == b"" or answer.startswith(b"HTTP/1.1 431 ")
-    assert seconds < 1.5
     assert peak < 16 * MAX_HEAD_BYTES  # a few buffers of the head cap, not the header itself
     assert sec.attacker.hits == []
     await sec.expect_session(honest)  # still serving
@@ -83,25 +84,37 @@ async def test_mb_sized_header_is_cut_off_fast_with_bounded_memory(sec: Adversar
 async def test_head_just_under_the_cap_reaches_the_hook(sec: AdversarialStack) -> None:
     """A 200 KB token (under the 256 KiB head cap, over MAX_TOKEN_BYTES) is a normal 401 with an audit row."""
     token = "eyJ" + "A" * 200_000 + ".e30.c2ln"
-    started = time.perf_counter()
     await sec.expect_rejected(bearer(token), "malformed_token", modes=("GET",))
-    assert time.perf_counter() - started < 1.0
 
 
 async def test_mb_sized_token_in_post_body(sec: AdversarialStack) -> None:
     """POST mode carries the token in the body: a 700 KB token (under MAX_BODY_BYTES) is a 401
-    `malformed_token`; a 4 MB body is a 400 read no further than MAX_BODY_BYTES."""
+    `malformed_token`; a 4 MB `headers` member is a 400 (only `headers` is ever held)."""
     token = sec.keycloak.mint(sec.tenant.name, claims={"padding": "p" * 700_000})
-    started = time.perf_counter()
     await sec.expect_rejected(bearer(token), "malformed_token", modes=("POST",))
-    assert time.perf_counter() - started < 1.0
 
     body = orjson.dumps({"headers": {"Authorization": "Bearer " + "a" * (4 << 20)}})
-    started = time.perf_counter()
     response = await sec.client.post(f"{sec.url}/hasura/auth", content=body)
     assert response.status_code == 400
-    assert response.json() == {"error": "body larger than MAX_BODY_BYTES"}
-    assert time.perf_counter() - started < 1.0
+    assert response.json() == {"error": '"headers" larger than MAX_BODY_BYTES'}
+
+
+@pytest.mark.parametrize("form", ["object", "array"])
+async def test_graphql_request_larger_than_max_body_bytes_is_answered(sec: AdversarialStack, form: str) -> None:
+    """HASURA_GRAPHQL_AUTH_HOOK_SEND_REQUEST_BODY=true (Hasura's default) puts the whole GraphQL request
+    in the POST body: a valid user's 3 MB mutation (MAX_BODY_BYTES is 1 MiB) opens a session, and a
+    forged token beside it is a 401 with its audit row, never our 400 (Hasura's 500)."""
+    big = {"query": "mutation($f: String!) { upload(file: $f) { id } }", "variables": {"f": "x" * (3 << 20)}}
+    assert len(orjson.dumps(big)) > sec.settings.max_body_bytes
+    honest = bearer(sec.keycloak.mint(sec.tenant.name))
+    verdict = await sec.hasura("POST").authenticate(honest, big, request_form=form)  # type: ignore[arg-type]
+    assert (verdict.hook_status, verdict.outcome) == (200, "session"), verdict.hook_body[:200]
+    forged = bearer(sec.keycloak.mint(sec.tenant.name, signing_key=attacker_key()))
+    request_id = f"big-{uuid.uuid4().hex}"
+    verdict = await sec.hasura("POST").authenticate({**forged, "X-Request-Id": request_id}, big)
+    assert (verdict.hook_status, orjson.loads(verdict.hook_body)["reason"]) == (401, "bad_signature")
+    row = await sec.audit_row(request_id)
+    assert row is not None and row["reason"] == "bad_signature"
 
 
 async def test_non_ascii_bytes_in_get_mode(sec: AdversarialStack) -> None:

@@ -5,9 +5,10 @@ Rules of this module:
   admin portal and API clients send it (seed 001). `dates`, `created_at` and `updated_at` are accepted
   and ignored, as the platform does. Defaults are the platform's: `is_archived` false,
   `encryption_protocol` RSA256, `voting_channels` `VotingChannels::default()`, `statistics` zeroed.
-- Permission: `election-event-create` in the token's allowed roles; the input's `tenant_id` must be
-  the token's tenant, unless the token belongs to SUPER_ADMIN_TENANT_ID (then any registered tenant;
-  logged). The tenant must be registered (`insertTenant`), else `not-found`.
+- Permission: `election-event-create` in the token's allowed roles and a realm kind with
+  `Power.CREATE_EVENTS` (not an event realm: `webhook/powers.py`); the input's `tenant_id` must be
+  the token's tenant, unless the realm may act for other tenants (the super-admin tenant's own
+  realm: then any registered tenant; logged). The tenant must be registered (`insertTenant`), else `not-found`.
 - The event row and the job for realm `tenant-<tenant_id>-event-<id>` are committed together
   (`outbox.create_once`); the answer is `{"id", "realm", "provisioning"}`.
 """
@@ -27,7 +28,7 @@ from webhook.actions.envelope import ActionCall
 from webhook.actions.errors import ActionError, Code
 from webhook.actions.fields import InputReader
 from webhook.actions.outbox import create_once, request_digest
-from webhook.actions.permissions import require_permission, require_tenant
+from webhook.actions.permissions import require_permission, require_power, require_tenant
 from webhook.logs import get_logger
 from webhook.models import (
     DEFAULT_ENCRYPTION_PROTOCOL,
@@ -36,6 +37,7 @@ from webhook.models import (
     ElectionEvent,
     Tenant,
 )
+from webhook.powers import Power
 from webhook.provisioning.jobs import new_job
 from webhook.realms import event_realm_name
 
@@ -163,8 +165,9 @@ def _row(event: EventInput, ctx: ActionContext) -> ElectionEvent:
 async def insert_election_event(ctx: ActionContext, call: ActionCall, caller: Caller) -> dict[str, Any]:
     """Store the event and its realm's provisioning job (once per id); answer id, realm, status."""
     require_permission(caller, PERMISSION)
+    require_power(caller, Power.CREATE_EVENTS)
     event = parse_event_input(call.argument("object"))
-    acting_for_other = require_tenant(caller, event.tenant_id, ctx.super_admin_tenant_id)
+    acting_for_other = require_tenant(caller, event.tenant_id)
     realm = event_realm_name(event.tenant_id, event.id)
     digest = request_digest(ACTION, event.normalized())
 

@@ -2,7 +2,8 @@
 
 `{"action": {"name": ...}, "input": {<argument>: ...}, "session_variables": {...}, "request_query": ...}`
 (shared/design/hasura.md 2.1). Session variable names are lowercase per Hasura's docs; they are
-lower-cased here anyway. Anything else is `validation-failed`.
+lower-cased here anyway. Anything else is `validation-failed`, and so is JSON that
+`webhook/actions/jsonlimits.py` refuses (too deep or large, U+0000, numbers not kept exactly).
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from webhook.actions.errors import ActionError, Code
+from webhook.actions.jsonlimits import JsonProblem, loads
 
 MAX_SESSION_VALUE_CHARS = 1024
 
@@ -42,9 +42,12 @@ def _bad(message: str) -> ActionError:
 def parse_envelope(body: bytes) -> ActionCall:
     """The call in Hasura's action request body; `ActionError(validation-failed)` if it is not that shape."""
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise _bad("the request body is not JSON") from None
+        data = loads(body)
+    except JsonProblem as exc:
+        fields = {exc.path: exc.problem} if exc.path else {}
+        raise ActionError(
+            Code.VALIDATION_FAILED, f"invalid input: {exc}", **({"fields": fields} if fields else {})
+        ) from None
     if type(data) is not dict:
         raise _bad("the request body is not a JSON object")
     action = data.get("action")

@@ -6,6 +6,9 @@ Rules of this module:
   directly or metadata out of step with the code); fields declared but ignored on purpose (as the
   platform ignores `dates`, `created_at`, `updated_at`) are accepted whatever their value.
 - Messages name the field and the JSON type received, never the value.
+- Text fields refuse control characters but tab and line breaks; jsonb fields (`json_object`) are
+  at most `MAX_JSONB_DEPTH` deep and `MAX_JSONB_BYTES` encoded (the body as a whole was already
+  checked by `webhook/actions/jsonlimits.py`: no U+0000, numbers kept exactly).
 - UUIDs are accepted in any letter case, in the 8-4-4-4-12 form only, and returned lowercase (the
   form realm names use).
 """
@@ -17,8 +20,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from webhook.actions.errors import ActionError, Code
+from webhook.actions.jsonlimits import measure
 
 UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: Bounds of one jsonb field (the whole body is bounded by MAX_BODY_BYTES and jsonlimits.MAX_DEPTH).
+MAX_JSONB_DEPTH: Final = 16
+MAX_JSONB_BYTES: Final = 65536
+#: Control characters refused in text fields (tab, line feed and carriage return are kept).
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _JSON_TYPES: Final = {str: "string", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
 
 
@@ -76,6 +85,9 @@ class InputReader:
         if max_chars is not None and len(value) > max_chars:
             self.problems[name] = f"longer than {max_chars} characters"
             return None
+        if _CONTROL.search(value):
+            self.problems[name] = "holds a control character (U+0000-U+001F but tab and line breaks, or U+007F)"
+            return None
         return value
 
     def boolean(self, name: str) -> bool | None:
@@ -89,10 +101,19 @@ class InputReader:
     def json_object(self, name: str) -> dict[str, Any] | None:
         """A JSON object (a `jsonb` field the platform requires to be an object)."""
         value = self._get(name, False)
-        if value is None or type(value) is dict:
-            return value
-        self._wrong(name, "an object", value)
-        return None
+        if value is None:
+            return None
+        if type(value) is not dict:
+            self._wrong(name, "an object", value)
+            return None
+        depth, size = measure(value)
+        if depth > MAX_JSONB_DEPTH:
+            self.problems[name] = f"nested deeper than {MAX_JSONB_DEPTH} levels"
+            return None
+        if size > MAX_JSONB_BYTES:
+            self.problems[name] = f"larger than {MAX_JSONB_BYTES} bytes as JSON"
+            return None
+        return value
 
     def check(self) -> None:
         """Raise `validation-failed` listing every problem found so far, if any."""

@@ -1,8 +1,10 @@
 """`insertTenant(object: CreateTenantInput!)`: a tenant and its realm `tenant-<id>`.
 
 Rules of this module:
-- Only a token of the super-admin tenant (SUPER_ADMIN_TENANT_ID) whose allowed roles hold
-  `tenant-create` may create tenants; with no super-admin tenant configured, nobody may.
+- Only a token of the super-admin tenant's own realm (`tenant-<SUPER_ADMIN_TENANT_ID>`, the one
+  realm kind with `Power.CREATE_TENANTS`) whose allowed roles hold `tenant-create` may create
+  tenants: not its event realms, not a TRUSTED_EXTRA_REALMS token claiming that tenant; with no
+  super-admin tenant configured, nobody may.
 - Input: `id` (optional UUID, the idempotency key), `slug` (required, unique: lowercase letters,
   digits and inner hyphens, at most 63 characters), `labels`, `annotations`, `settings`,
   `voting_channels` (JSON objects), `is_active` (default false, the platform's column default).
@@ -26,8 +28,9 @@ from webhook.actions.envelope import ActionCall
 from webhook.actions.errors import ActionError, Code
 from webhook.actions.fields import InputReader
 from webhook.actions.outbox import create_once, request_digest
-from webhook.actions.permissions import require_permission, require_super_admin
+from webhook.actions.permissions import require_permission, require_power
 from webhook.models import DEFAULT_TENANT_VOTING_CHANNELS, Tenant
+from webhook.powers import Power
 from webhook.provisioning.jobs import new_job
 from webhook.realms import tenant_realm_name
 
@@ -87,7 +90,7 @@ def parse_tenant_input(data: Mapping[str, Any]) -> TenantInput:
 async def insert_tenant(ctx: ActionContext, call: ActionCall, caller: Caller) -> dict[str, Any]:
     """Store the tenant and its realm's provisioning job (once per id); answer id, realm, status."""
     require_permission(caller, PERMISSION)
-    require_super_admin(caller, ctx.super_admin_tenant_id)
+    require_power(caller, Power.CREATE_TENANTS)
     tenant = parse_tenant_input(call.argument("object"))
     realm = tenant_realm_name(tenant.id)
     digest = request_digest(ACTION, tenant.normalized())
