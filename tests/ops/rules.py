@@ -25,9 +25,6 @@ README: Final = ROOT / "README.md"
 
 #: Metrics the rules (and the dashboard) rely on that other issues add, and who adds them.
 PENDING_METRICS: Final = {
-    "webhook_audit_journal_bytes": "issue 13 (audit spill journal)",
-    "webhook_audit_spilled_total": "issue 13 (audit spill journal)",
-    "webhook_audit_lag_seconds": "issue 13 (audit spill journal)",
     "webhook_revocation_fanout_lag_seconds": "issue 15 (revocation)",
     "webhook_revocation_uncertain": "issue 15 (revocation)",
     "webhook_revocations_received_total": "issue 15 (revocation)",
