@@ -20,7 +20,7 @@ echo "== mypy --strict";       .venv/bin/mypy
 # sees, ignored ones included, are compared before and after, tool caches aside.
 checkout_files() {
   git status --porcelain --ignored --untracked-files=all 2>/dev/null \
-    | grep -vE '(^|/)(\.venv|__pycache__|\.mypy_cache|\.ruff_cache|\.pytest_cache|[^/]*\.egg-info)(/|$)' || true
+    | grep -vE '(^|[ /])(\.venv|__pycache__|\.mypy_cache|\.ruff_cache|\.pytest_cache|[^/]*\.egg-info)(/|$)' || true
 }
 checkout_unchanged() {
   local after
