@@ -91,13 +91,14 @@ class AdminCredentials:
 
 
 def denied_message(operation: str, realm: str | None, status: int) -> str:
-    """The stored message of a 401/403: operation, realm and the permission that is missing."""
+    """The stored message of a 401/403: operation, the permission that is missing, then the realm."""
     need = NEEDS.get(operation, "an admin role")
-    where = f"realm {realm}" if realm else "the admin realm"
+    where = f" (realm {realm})" if realm else ""
     if status == 401:
-        return f"{operation} ({where}): HTTP 401, the admin client's credentials or token were refused ({need})"
-    role = need if operation in ("token", "create realm") else f"{need} on {realm} (role of client {realm}-realm)"
-    return f"{operation} ({where}): HTTP 403, the admin client lacks {role}"
+        return f"{operation}: HTTP 401, the admin client's credentials or token were refused ({need}){where}"
+    if operation not in ("token", "create realm") and realm:
+        need = f"{need} on this realm (a role of the master realm's client {realm}-realm)"
+    return f"{operation}: HTTP 403, the admin client lacks {need}{where}"
 
 
 def classify(operation: str, realm: str | None, status: int | None) -> KeycloakAdminError:
