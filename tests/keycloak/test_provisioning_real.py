@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ def admin_client(real_keycloak: RealKeycloak) -> tuple[str, str]:
 
 
 @pytest.fixture
-def env(tmp_path: Path, real_keycloak: RealKeycloak, admin_client: tuple[str, str]) -> Iterator[dict[str, str]]:
+def env(tmp_path: Path, real_keycloak: RealKeycloak, admin_client: tuple[str, str]) -> dict[str, str]:
     """The CLI's environment: a SQLite database in tmp_path, the real Keycloak, the README's admin client."""
     return {
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'prov.sqlite3'}",
