@@ -271,3 +271,48 @@ def test_a_new_events_signing_key_is_in_jwks_before_its_job_is_done(
     asyncio.run(scenario())
     assert seen[event_realm] == ("running", True)
     assert seen[tenant_realm] == ("running", True)
+
+
+def _admin_answers(url: str, token: str, foreign: str) -> list[object]:
+    """Status codes (and GET shapes) of the admin calls provisioning relies on, as `token`'s client sees them."""
+    own = f"tenant-{_id()}"
+    with httpx.Client(base_url=f"{url}/admin/realms", headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
+        created = api.post("", json={"realm": own, "enabled": True, "clients": [{"clientId": "c1"}]})
+        got = api.get(f"/{own}")
+        answers: list[object] = [created.status_code, got.status_code, "id" in got.json(), "clients" in got.json()]
+        answers.append(api.put(f"/{own}", json={"displayName": "x", "clients": []}).status_code)
+        answers.append([c["clientId"] for c in api.get(f"/{own}/clients").json()].count("c1"))
+        skip = api.post(f"/{own}/partialImport", json={"ifResourceExists": "SKIP", "clients": [{"clientId": "c1"}]})
+        answers += [skip.status_code, skip.json()["skipped"]]
+        answers.append(api.post("", json={"realm": own}).status_code)
+        answers.append(api.get(f"/tenant-{_id()}").status_code)
+        seen = api.get(f"/{foreign}")
+        answers += [seen.status_code, "id" in seen.json(), seen.json().get("realm") == foreign]
+        answers.append(api.put(f"/{foreign}", json={}).status_code)
+        answers.append(api.post(f"/{foreign}/partialImport", json={"ifResourceExists": "SKIP"}).status_code)
+        answers.append(api.get(f"/{foreign}/clients").status_code)
+    return answers
+
+
+def test_the_fake_admin_api_answers_like_the_real_one(
+    real_keycloak: RealKeycloak, admin_client: tuple[str, str]
+) -> None:
+    """Contract: the calls provisioning makes get the same answers from the fake as from Keycloak 26."""
+    foreign = f"tenant-{_id()}"
+    with bootstrap(real_keycloak) as admin:
+        assert admin.post("", json={"realm": foreign, "enabled": True}).status_code == 201
+    real = _admin_answers(real_keycloak.url, client_token(real_keycloak, *admin_client), foreign)
+
+    from webhook.testing.keycloak import FakeKeycloak
+
+    fake = FakeKeycloak()
+    fake.configure_admin(*admin_client)
+    fake.admin_api.import_realm({"realm": foreign, "enabled": True})
+    with fake.serve_in_thread():
+        token = httpx.post(
+            f"{fake.url}/realms/master/protocol/openid-connect/token",
+            data={"grant_type": "client_credentials", "client_id": admin_client[0], "client_secret": admin_client[1]},
+        ).json()["access_token"]
+        faked = _admin_answers(fake.url, token, foreign)
+    assert faked == real
+    assert real[:5] == [201, 200, True, False, 204]

@@ -332,6 +332,7 @@ class FakeAdminApi:
         client = base + "/clients/{client}"
         return [
             Route("/realms", self._realms, methods=["GET", "POST"]),
+            Route("/realms/", self._realms, methods=["GET", "POST"]),  # Keycloak takes the slash too
             Route(base, self._realm, methods=["GET", "PUT", "DELETE"]),
             Route(base + "/partialImport", self._partial_import, methods=["POST"]),
             Route(base + "/clients", self._clients, methods=["GET"]),
