@@ -42,6 +42,7 @@ from webhook.datastore import DataStore
 from webhook.decisionlog import DecisionLog
 from webhook.hook import AuthHook, HookServices
 from webhook.jwks import CachePolicy, JwksCache, JwksFetcher
+from webhook.jwkspublish import PublishedRealms
 from webhook.jwksview import union_jwks
 from webhook.logs import get_logger
 from webhook.metrics import Metrics, RealmLabels
@@ -89,6 +90,7 @@ class Runtime:
     store: DataStore | None = None
     worker: ProvisioningWorker | None = None
     worker_task: asyncio.Task[None] | None = None
+    published: PublishedRealms | None = None
 
 
 class WebhookApp:
@@ -152,6 +154,9 @@ class WebhookApp:
             )
             stack.callback(refresher.cancel)
             stack.callback(runtime.prefetch.cancel)
+            runtime.published = published_realms(settings, runtime, store)
+            publisher = loop.create_task(runtime.published.run(), name="jwks publisher")
+            stack.push_async_callback(_cancel, publisher)
             audit = deps.audit
             if audit is None:
                 audit = await stack.enter_async_context(
@@ -215,7 +220,7 @@ class WebhookApp:
         settings, deps = self.settings, self.deps
         worker = None
         if settings.provisioning_worker and store is not None:
-            worker = provisioning_worker(settings, store, client, deps)
+            worker = provisioning_worker(settings, store, client, deps, published=runtime.published)
             runtime.worker = worker
             runtime.worker_task = asyncio.get_running_loop().create_task(worker.run(), name="provisioning worker")
             stack.push_async_callback(_cancel, runtime.worker_task)
@@ -271,7 +276,8 @@ class WebhookApp:
             self._last_jwks = current
         # Keycloak failing past max-stale empties the cache; keep serving the last good set.
         body = current if current["keys"] or self._last_jwks is None else self._last_jwks
-        max_age = max(10, min(self.settings.jwks_ttl // 2, 300))
+        ttl = self.settings.jwks_ttl
+        max_age = runtime.published.max_age(ttl) if runtime.published is not None else max(10, min(ttl // 2, 300))
         return Response(
             orjson.dumps(body),
             media_type="application/json",
@@ -308,8 +314,28 @@ def realm_registry(settings: Settings, store: DataStore, deps: Dependencies) -> 
     )
 
 
+def published_realms(settings: Settings, runtime: Runtime, store: DataStore | None) -> PublishedRealms:
+    """What `/jwks` publishes: the configured realms and every provisioned one (see jwkspublish.py)."""
+    configured = set(settings.prefetch_realms)
+    if settings.super_admin_tenant_id is not None:
+        configured.add(tenant_realm_name(settings.super_admin_tenant_id))
+    return PublishedRealms(
+        runtime.cache,
+        runtime.realms,
+        configured=configured,
+        store=store,
+        interval=max(10.0, min(60.0, settings.jwks_ttl / 2)),
+        log=get_logger("webhook.jwks"),
+    )
+
+
 def provisioning_worker(
-    settings: Settings, store: DataStore, client: httpx.AsyncClient, deps: Dependencies
+    settings: Settings,
+    store: DataStore,
+    client: httpx.AsyncClient,
+    deps: Dependencies,
+    *,
+    published: PublishedRealms | None = None,
 ) -> ProvisioningWorker:
     """The worker the settings describe (the admin client's credentials must be set)."""
     secret = settings.keycloak_admin_client_secret
@@ -324,7 +350,7 @@ def provisioning_worker(
     )
     return ProvisioningWorker(
         store,
-        KeycloakAdmin(client, credentials, clock=deps.clock),
+        KeycloakAdmin(client, credentials, log=get_logger("webhook.keycloak_admin")),
         policy=WorkerPolicy(
             poll=settings.provisioning_poll,
             max_attempts=settings.provisioning_max_attempts,
@@ -336,6 +362,7 @@ def provisioning_worker(
         wall_clock=deps.wall_clock,
         worker_id=deps.worker_id,
         metrics=deps.metrics,
+        on_provisioned=None if published is None else published.add,
     )
 
 

@@ -326,6 +326,23 @@ class JwksCache:
         for realm in realms:
             self._entry(realm).pinned = True
 
+    def unpin(self, realm_name: str) -> None:
+        """Forget a pinned realm and its keys (it was deleted): it leaves `/jwks` at once."""
+        entry = self._entries.get(realm_name)
+        if entry is not None and entry.pinned:
+            del self._entries[realm_name]
+            if self._metrics is not None:
+                self._metrics.realms_cached.set(len(self._entries))
+
+    async def load(self, realm: Realm) -> bool:
+        """Pin `realm` and fetch its keys now unless they are fresh; whether it has keys afterwards."""
+        entry = self._entry(realm)
+        entry.pinned = True
+        if entry.keys is None or self._clock() - entry.fetched_at >= self._policy.ttl or entry.inflight is not None:
+            with contextlib.suppress(Rejected):
+                await self._refresh(entry)
+        return self._usable(entry, self._clock())
+
     async def refresh_due(self) -> int:
         """Fetch every held realm whose keys are past their TTL or whose last fetch failed.
 

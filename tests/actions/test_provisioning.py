@@ -16,8 +16,8 @@ from webhook.db import migrate
 from webhook.metrics import Metrics
 from webhook.models import RealmProvisioningJob, Tenant
 from webhook.provisioning.jobs import claim_due, new_job
-from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin, KeycloakAdminError
-from webhook.provisioning.templates import PortalUrls
+from webhook.provisioning.keycloakadmin import AdminCredentials, AdminPermanentError, KeycloakAdmin, KeycloakAdminError
+from webhook.provisioning.templates import PortalUrls, hasura_claims, load_template, render
 from webhook.provisioning.worker import ProvisioningWorker, WorkerPolicy
 from webhook.testing.keycloak import FakeKeycloak
 
@@ -54,7 +54,7 @@ async def test_keycloak_down_then_up(stack: ActionStack) -> None:
     await stack.provisioned(realm)
     job = await stack.job(realm)
     assert job is not None and (job.status, job.attempts, job.last_error) == ("done", 2, None)
-    assert [c.status for c in stack.keycloak.admin_calls_for(realm, "POST")] == [201]
+    assert [c.status for c in stack.keycloak.realm_creations(realm)] == [201]
 
 
 async def test_not_due_before_backoff(sqlite_stack: ActionStack) -> None:
@@ -84,7 +84,7 @@ async def test_crash_between_commit_and_provisioning(make_stack: StackFactory) -
             await second.provisioned(realm)
             job = await second.job(realm)
             assert job is not None and (job.status, job.attempts) == ("done", 1)
-        assert [c.status for c in keycloak.admin_calls_for(realm, "POST")] == [201]
+        assert [c.status for c in keycloak.realm_creations(realm)] == [201]
 
 
 async def test_worker_task_killed_mid_provisioning(make_stack: StackFactory) -> None:
@@ -112,7 +112,7 @@ async def test_worker_task_killed_mid_provisioning(make_stack: StackFactory) -> 
             assert await second.worker.run_once() == 1
             job = await second.job(realm)
             assert job is not None and (job.status, job.attempts) == ("done", 2)
-        assert [c.status for c in keycloak.admin_calls_for(realm, "POST")] == [201]
+        assert [c.status for c in keycloak.realm_creations(realm)] == [201]
 
 
 async def test_failed_after_max_attempts_then_retry(make_sqlite_stack: StackFactory) -> None:
@@ -180,7 +180,7 @@ async def test_two_workers_never_provision_the_same_job(db_env: dict[str, str]) 
         finally:
             for store in stores:
                 await store.dispose()
-        posts = [c for c in keycloak.admin_calls if c.method == "POST" and c.realm is not None]
+        posts = [c for c in keycloak.admin_calls if c.method == "POST" and c.path == "/admin/realms"]
         assert sorted(c.realm for c in posts if c.realm) == sorted(f"tenant-{t}" for t in tenants)
         assert all(c.status == 201 for c in posts)
         done = [o for w in workers for o in w.outcomes]
@@ -239,55 +239,55 @@ async def test_admin_token_is_cached_and_renewed_after_401(sqlite_stack: ActionS
     assert len([c for c in sqlite_stack.keycloak.admin_calls if c.path.endswith("/token")]) == 2
 
 
-async def test_wrong_admin_credentials_keep_the_job_pending(make_sqlite_stack: StackFactory) -> None:
-    """A wrong admin client secret is an error on the job, never a crash; the event stays stored."""
+async def test_wrong_admin_credentials_fail_the_job_at_once(make_sqlite_stack: StackFactory) -> None:
+    """A wrong admin client secret is a configuration error: the job is failed after one attempt, no retries."""
     async with make_sqlite_stack(KEYCLOAK_ADMIN_CLIENT_SECRET="wrong-secret") as stack:
         realm = await create_event(stack)
         await stack.wait(lambda outcomes: len(outcomes) == 1)
         job = await stack.job(realm)
-        assert job is not None and job.status == "pending"
-        assert job.last_error == "token: HTTP 401 from the admin realm's token endpoint"
-        assert "wrong-secret" not in (job.last_error or "")
+        assert job is not None and (job.status, job.attempts) == ("failed", 1)
+        assert job.last_error is not None and job.last_error.startswith("token: HTTP 401")
+        assert "wrong-secret" not in job.last_error
 
 
-async def test_existing_realm_is_updated_not_created(sqlite_stack: ActionStack) -> None:
-    """A realm that already exists (e.g. created by hand) is PUT, never POSTed again: the upsert is safe."""
+async def test_existing_realm_without_mappers_is_converged_not_created(sqlite_stack: ActionStack) -> None:
+    """A realm that exists without the Hasura mappers (made by hand) gets them; it is never POSTed again."""
     fields = event_input()
     realm = f"tenant-{TENANT}-event-{fields['id']}"
-    sqlite_stack.keycloak.add_realm(realm)
+    keycloak = sqlite_stack.keycloak
+    keycloak.configure_admin(*ADMIN_CLIENT, admin=True)  # the hand-made realm is not the client's own
+    bare = render(load_template("event"), "event", tenant_id=TENANT, event_id=fields["id"])
+    for client in bare["clients"]:
+        client["protocolMappers"] = []
+    keycloak.admin_api.import_realm({**bare, "enabled": False})
     assert (await sqlite_stack.call("insertElectionEvent", fields)).outcome == "data"
     await sqlite_stack.provisioned(realm)
-    assert [c.method for c in sqlite_stack.keycloak.admin_calls_for(realm)] == ["GET", "PUT"]
-    assert sqlite_stack.keycloak.admin_realms[realm]["realm"] == realm
+    assert keycloak.realm_creations(realm) == []
+    held = keycloak.admin_realms[realm]
+    assert held["enabled"] is False  # the operator's
+    for client in held["clients"]:
+        names = {m["name"] for m in client["protocolMappers"]}
+        assert set(hasura_claims("event")) <= names
 
 
-async def test_conflict_on_create_falls_back_to_update() -> None:
-    """A 409 on POST (another worker created the realm meanwhile) becomes a PUT."""
+async def test_conflict_on_create_reads_the_realm_instead() -> None:
+    """A 409 on POST (another worker created the realm meanwhile) is "exists", not an error."""
     seen: list[tuple[str, str]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append((request.method, request.url.path))
         if request.url.path.endswith("/token"):
             return httpx.Response(200, json={"access_token": "t", "expires_in": 60})
-        if request.method == "GET":
-            return httpx.Response(404, json={"error": "Realm not found."})
-        if request.method == "POST":
-            return httpx.Response(409, json={"errorMessage": "Conflict detected. See logs for details"})
-        return httpx.Response(204)
+        return httpx.Response(409, json={"errorMessage": "Conflict detected. See logs for details"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         admin = KeycloakAdmin(client, AdminCredentials("http://kc", "master", "id", Secret("s")))
-        assert await admin.upsert_realm({"realm": "tenant-x"}) == "updated"
-    assert seen == [
-        ("POST", "/realms/master/protocol/openid-connect/token"),
-        ("GET", "/admin/realms/tenant-x"),
-        ("POST", "/admin/realms"),
-        ("PUT", "/admin/realms/tenant-x"),
-    ]
+        assert await admin.create_realm({"realm": "tenant-x"}) == "exists"
+    assert seen == [("POST", "/realms/master/protocol/openid-connect/token"), ("POST", "/admin/realms")]
 
 
 async def test_admin_errors_carry_no_secret_or_body() -> None:
-    """Admin API failures are KeycloakAdminError with the operation and status only."""
+    """Admin API failures are KeycloakAdminError with the operation, realm and status only."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/token"):
@@ -297,8 +297,9 @@ async def test_admin_errors_carry_no_secret_or_body() -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         admin = KeycloakAdmin(client, AdminCredentials("http://kc", "master", "id", Secret("client-secret")))
         with pytest.raises(KeycloakAdminError) as info:
-            await admin.upsert_realm({"realm": "tenant-x"})
-    assert str(info.value) == "get realm: HTTP 500"
+            await admin.get_realm("tenant-x")
+    assert str(info.value) == "get realm (tenant-x): HTTP 500"
+    assert not isinstance(info.value, AdminPermanentError)
 
 
 async def test_orphan_job_rows_never_exist(stack: ActionStack) -> None:

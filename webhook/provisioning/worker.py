@@ -1,12 +1,18 @@
-"""The provisioning worker: claims due jobs and upserts their Keycloak realms, retrying with backoff.
+"""The provisioning worker: claims due jobs and converges their Keycloak realms, retrying with backoff.
 
 Rules of this module:
-- `run_once()` is one pass: claim up to `batch` due jobs, provision each (render the template, upsert
-  through the admin API), record the outcome. Tests drive it directly; `run()` loops over it, waking
-  on `notify()` (an action just committed a job) or every `poll` seconds, and never dies of an error.
+- `run_once()` is one pass: claim up to `batch` due jobs, provision each (render the template,
+  converge the live realm to it through the admin API, read it back), record the outcome. Tests
+  drive it directly; `run()` loops over it, waking on `notify()` (an action just committed a job)
+  or every `poll` seconds, and never dies of an error.
 - Backoff after the n-th failed attempt: `min(backoff_max, backoff_base * 2 ** (n - 1))` seconds; at
   `max_attempts` the job is `failed` and keeps its last error (`webhook provisioning retry` re-queues).
-- Provisioning is an upsert, so running a job twice (a lease that expired under a slow worker) is
+- A job is `done` only when the read-back realm shows no drift in the parts the service owns (the
+  Hasura claim mappers above all) and `on_provisioned` (the JWKS publisher: the realm's signing key
+  is in `/jwks`) has returned; a drift left after converging is an error like an outage.
+- A permanent admin error (`AdminPermanentError`: 401/403, 431) fails the job at once with its
+  message (it names the missing permission and the realm): no retry can fix configuration.
+- Converging is idempotent, so running a job twice (a lease that expired under a slow worker) is
   harmless; a job is still never *claimed* by two workers at once (see `jobs.claim_due`).
 - Times come from the injected wall clock; waits are asyncio timeouts on an event, never polling
   loops of sleeps.
@@ -20,14 +26,15 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from webhook.datastore import DataStore
 from webhook.metrics import Metrics
 from webhook.provisioning.jobs import ClaimedJob, claim_due, finish, job_summary
-from webhook.provisioning.keycloakadmin import KeycloakAdmin, KeycloakAdminError
+from webhook.provisioning.keycloakadmin import AdminPermanentError, KeycloakAdmin, KeycloakAdminError
+from webhook.provisioning.reconciler import RealmReconciler
 from webhook.provisioning.templates import PortalUrls, RealmKind, load_template, render
 
 BACKOFF_BASE_SECONDS: Final = 1.0
@@ -66,7 +73,7 @@ def default_worker_id() -> str:
 
 
 class ProvisioningWorker:
-    """Claims due provisioning jobs and upserts their realms in Keycloak."""
+    """Claims due provisioning jobs and converges their realms in Keycloak."""
 
     def __init__(
         self,
@@ -79,6 +86,7 @@ class ProvisioningWorker:
         wall_clock: Callable[[], float] = time.time,
         worker_id: str | None = None,
         on_done: Callable[[str], None] | None = None,
+        on_provisioned: Callable[[str], Awaitable[None]] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
@@ -89,6 +97,8 @@ class ProvisioningWorker:
         self._log = log
         self._wall_clock = wall_clock
         self._on_done = on_done
+        self._on_provisioned = on_provisioned
+        self.reconciler = RealmReconciler(admin)
         self._metrics = metrics
         self._templates: dict[RealmKind, dict[str, Any]] = {
             "tenant": load_template("tenant"),
@@ -125,12 +135,20 @@ class ProvisioningWorker:
 
     async def _provision(self, job: ClaimedJob) -> None:
         error: str | None = None
+        permanent = False
         result = ""
         try:
             representation = render(
                 self._templates[job.kind], job.kind, tenant_id=job.tenant_id, event_id=job.event_id, urls=self.urls
             )
-            result = await self.admin.upsert_realm(representation)
+            converged = await self.reconciler.converge(representation, job.kind)
+            result = converged.result
+            if converged.drift:
+                error = "read back: " + "; ".join(converged.drift)
+            elif self._on_provisioned is not None:
+                await self._on_provisioned(job.realm)
+        except AdminPermanentError as exc:
+            error, permanent = str(exc), True
         except KeycloakAdminError as exc:
             error = str(exc)
         except Exception as exc:  # a bug or bad template: recorded and retried like an outage
@@ -145,7 +163,7 @@ class ProvisioningWorker:
                 self._on_done(job.realm)
         else:
             retry_at = None
-            if job.attempts < self.policy.max_attempts:
+            if job.attempts < self.policy.max_attempts and not permanent:
                 retry_at = now + dt.timedelta(seconds=self.policy.backoff(job.attempts))
             kept = await finish(self.store, job, worker=self.worker_id, now=now, error=error, retry_at=retry_at)
             outcome = "lost" if not kept else ("retry" if retry_at is not None else "failed")
@@ -154,6 +172,7 @@ class ProvisioningWorker:
                 realm=job.realm,
                 attempts=job.attempts,
                 error=error,
+                permanent=permanent,
                 next_attempt_at=retry_at.isoformat() if retry_at is not None else None,
             )
         await self._record(JobOutcome(job.realm, outcome, job.attempts, error))

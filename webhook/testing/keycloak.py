@@ -23,9 +23,10 @@ Rules of this module:
   The signature is always computed with ``alg`` (default: the key's), whatever the header claims.
 - Fault modes never sleep: "slow" blocks on an event set by ``release_slow()`` and by shutdown.
 - Everything received is recorded; the fakes never make a request themselves.
-- The admin API (``configure_admin``): the client-credentials token endpoint of the admin realm and
-  ``GET/POST /admin/realms``, ``GET/PUT /admin/realms/{name}`` behind its bearer tokens. A realm created
-  there is recorded in ``admin_realms`` and also served (with generated keys), so tokens can be minted
+- The admin API (``configure_admin``; modelled in ``webhook/testing/fakeadmin.py`` on what the real
+  Keycloak did in tests): the client-credentials token endpoint of the admin realm and the realm,
+  partial-import, client, mapper, role and secret endpoints behind its bearer tokens. A realm created
+  there is in ``admin_realms`` and also served (with generated keys), so tokens can be minted
   for it; every admin call is recorded in ``admin_calls``; ``set_admin_behaviour("down")`` makes the
   admin API (token endpoint included) answer 503.
 - The controls (``set_behaviour``, ``add_realm``, ``wait_for_jwks_fetches``...) belong to the event loop
@@ -43,7 +44,6 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
 import time
 import uuid
 import warnings
@@ -70,9 +70,10 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from webhook.testing.fakeadmin import AdminCall, FakeAdminApi
 from webhook.testing.server import serve_asgi, serve_asgi_in_thread
 
 __all__ = [
@@ -569,15 +570,8 @@ class FakeKeycloak:
         self.jwks_fetches: Counter[str] = Counter()
         #: (method, path) of every request received, in arrival order.
         self.requests: list[tuple[str, str]] = []
-        #: Realms created or updated through the admin API: name -> the representation Keycloak holds.
-        self.admin_realms: dict[str, dict[str, Any]] = {}
-        #: Every call of the admin API (token endpoint of the admin realm included), in arrival order.
-        self.admin_calls: list[AdminCall] = []
-        self.admin_token_lifetime = 60
-        self._admin: tuple[str, str, str] | None = None  # (realm, client id, secret)
-        self._admin_tokens: dict[str, float] = {}  # access token -> expiry (time.time)
-        self._admin_behaviour: Behaviour = "ok"
-        self._admin_gate = asyncio.Event()
+        #: The admin API (webhook/testing/fakeadmin.py): realms, clients, mappers, roles, its token.
+        self.admin_api = FakeAdminApi(on_created=self._admin_created, on_deleted=self._admin_deleted)
         self.app: ASGIApp = _Recorder(
             Starlette(
                 routes=[
@@ -588,8 +582,7 @@ class FakeKeycloak:
                         methods=["GET"],
                     ),
                     Route("/realms/{realm}/protocol/openid-connect/token", self._token, methods=["POST"]),
-                    Route("/admin/realms", self._admin_realms_endpoint, methods=["GET", "POST"]),
-                    Route("/admin/realms/{name}", self._admin_realm_endpoint, methods=["GET", "PUT"]),
+                    Mount("/admin", app=self.admin_api.app),
                 ]
             ),
             self,
@@ -611,7 +604,7 @@ class FakeKeycloak:
                 yield keycloak
             finally:
                 keycloak.release_slow()
-                keycloak._admin_gate.set()
+                keycloak.admin_api.release()
 
     @contextmanager
     def serve_in_thread(self, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[FakeKeycloak]:
@@ -628,8 +621,7 @@ class FakeKeycloak:
         # asyncio primitives bind to the first loop that waits on them: one set per serving loop.
         self._slow_gate = asyncio.Event()
         self._changed = asyncio.Condition()
-        self._admin_gate = asyncio.Event()
-        self._admin_gate.set()
+        self.admin_api.reset_loop_state()
 
     @property
     def url(self) -> str:
@@ -865,43 +857,75 @@ class FakeKeycloak:
             return _realm_missing()
         return Response(_json_bytes(realm.openid_configuration()), media_type="application/json")
 
-    # ---- admin API
+    # ---- admin API (the model is webhook/testing/fakeadmin.py)
 
     def configure_admin(
-        self, client_id: str, client_secret: str, *, realm: str = "master", token_lifetime: int = 60
+        self,
+        client_id: str,
+        client_secret: str,
+        *,
+        realm: str = "master",
+        token_lifetime: int = 60,
+        lightweight: bool = False,
+        admin: bool = False,
+        create_realm: bool = True,
     ) -> None:
-        """Accept the client-credentials grant of (``client_id``, ``client_secret``) in ``realm`` for the admin API."""
-        self._admin = (realm, client_id, client_secret)
-        self.admin_token_lifetime = token_lifetime
+        """Accept the client-credentials grant of (``client_id``, ``client_secret``) in ``realm`` for the admin API.
+
+        ``lightweight``: its token stays small (else it grows per realm it created); ``admin``: it may
+        manage every realm (else only those it created); ``create_realm``: it may create realms.
+        """
+        self.admin_api.configure(
+            client_id,
+            client_secret,
+            realm=realm,
+            token_lifetime=token_lifetime,
+            lightweight=lightweight,
+            admin=admin,
+            create_realm=create_realm,
+        )
+
+    @property
+    def admin_realms(self) -> dict[str, dict[str, Any]]:
+        """Realms the admin API holds: name -> everything held (top level, clients, roles, groups)."""
+        return {name: self.admin_api.export(name) for name in self.admin_api.realms}
+
+    @property
+    def admin_calls(self) -> list[AdminCall]:
+        """Every call of the admin API (token endpoint of the admin realm included), in arrival order."""
+        return self.admin_api.calls
+
+    @property
+    def admin_token_lifetime(self) -> int:
+        """Seconds an admin token lives."""
+        return self.admin_api.token_lifetime
 
     def set_admin_behaviour(self, mode: Literal["ok", "down", "slow"]) -> None:
         """ "down": the admin API and its token endpoint answer 503; "slow": they wait for ``release_admin()``."""
-        self._admin_behaviour = mode
-        if mode == "slow":
-            self._admin_gate.clear()
-        else:
-            self._admin_gate.set()
+        self.admin_api.set_mode(mode)
 
     def release_admin(self) -> None:
         """Let the admin calls held by "slow" proceed."""
-        self._admin_gate.set()
+        self.admin_api.release()
 
     def revoke_admin_tokens(self) -> None:
         """Invalidate every admin access token issued so far (the next admin call with one gets 401)."""
-        self._admin_tokens.clear()
+        self.admin_api.revoke_tokens()
 
     def admin_calls_for(self, realm: str, method: str | None = None) -> list[AdminCall]:
         """The admin calls about ``realm`` (optionally of one method)."""
         return [c for c in self.admin_calls if c.realm == realm and (method is None or c.method == method)]
 
-    def _admin_call(self, request: Request, status: int, realm: str | None) -> None:
-        self.admin_calls.append(AdminCall(request.method, request.url.path, status, realm))
+    def realm_creations(self, realm: str) -> list[AdminCall]:
+        """The ``POST /admin/realms`` calls that named ``realm`` (whatever their answer)."""
+        return [c for c in self.admin_calls if c.realm == realm and c.method == "POST" and c.path == "/admin/realms"]
 
-    async def _admin_fault(self) -> Response | None:
-        if self._admin_behaviour == "down":
-            return PlainTextResponse("Service Unavailable", status_code=503)
-        await self._admin_gate.wait()
-        return None
+    def _admin_created(self, name: str) -> None:
+        if name not in self._realms:
+            self.add_realm(name)
+
+    def _admin_deleted(self, name: str) -> None:
+        self._realms.pop(name, None)
 
     def _client_credentials(self, request: Request, form: Mapping[str, list[str]]) -> tuple[str, str]:
         basic = request.headers.get("authorization", "")
@@ -915,118 +939,13 @@ class FakeKeycloak:
 
     async def _token(self, request: Request) -> Response:
         name = str(request.path_params["realm"])
-        admin = self._admin
-        if admin is None or name != admin[0]:
+        if name != self.admin_api.admin_realm:
             if name not in self._realms:
                 return _realm_missing()
             return JSONResponse({"error": "unauthorized_client", "error_description": "Invalid client"}, 401)
-        fault = await self._admin_fault()
-        if fault is not None:
-            self._admin_call(request, fault.status_code, None)
-            return fault
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         client_id, secret = self._client_credentials(request, form)
-        if form.get("grant_type", [""])[0] != "client_credentials":
-            self._admin_call(request, 400, None)
-            return JSONResponse({"error": "unsupported_grant_type"}, 400)
-        if client_id != admin[1] or not hmac.compare_digest(secret.encode(), admin[2].encode()):
-            self._admin_call(request, 401, None)
-            return JSONResponse(
-                {"error": "unauthorized_client", "error_description": "Invalid client or Invalid client credentials"},
-                401,
-            )
-        token = secrets.token_urlsafe(32)
-        self._admin_tokens[token] = time.time() + self.admin_token_lifetime
-        self._admin_call(request, 200, None)
-        body = {
-            "access_token": token,
-            "expires_in": self.admin_token_lifetime,
-            "refresh_expires_in": 0,
-            "token_type": "Bearer",
-            "not-before-policy": 0,
-            "scope": "profile email",
-        }
-        return JSONResponse(body)
-
-    def _admin_authorized(self, request: Request) -> bool:
-        header = request.headers.get("authorization", "")
-        if header[:7].lower() != "bearer ":
-            return False
-        expiry = self._admin_tokens.get(header[7:].strip())
-        return expiry is not None and expiry > time.time()
-
-    def _realm_exists(self, name: str) -> bool:
-        return name in self.admin_realms or name in self._realms
-
-    async def _admin_realms_endpoint(self, request: Request) -> Response:
-        if self._admin is None:
-            return _not_found()
-        fault = await self._admin_fault()
-        if fault is not None:
-            self._admin_call(request, fault.status_code, None)
-            return fault
-        if not self._admin_authorized(request):
-            self._admin_call(request, 401, None)
-            return JSONResponse({"error": "HTTP 401 Unauthorized"}, 401)
-        if request.method == "GET":
-            self._admin_call(request, 200, None)
-            names = sorted(set(self.admin_realms) | set(self._realms))
-            return JSONResponse([self.admin_realms.get(n, {"realm": n, "enabled": True}) for n in names])
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            body = None
-        name = body.get("realm") if isinstance(body, dict) else None
-        if not isinstance(body, dict) or not isinstance(name, str) or not name:
-            self._admin_call(request, 400, None)
-            return JSONResponse({"errorMessage": "Realm name cannot be empty"}, 400)
-        if self._realm_exists(name):
-            self._admin_call(request, 409, name)
-            return JSONResponse({"errorMessage": "Conflict detected. See logs for details"}, 409)
-        self.admin_realms[name] = body
-        if name not in self._realms:
-            self.add_realm(name)
-        self._admin_call(request, 201, name)
-        return Response(status_code=201, headers={"Location": f"{self.url}/admin/realms/{name}"})
-
-    async def _admin_realm_endpoint(self, request: Request) -> Response:
-        name = str(request.path_params["name"])
-        if self._admin is None:
-            return _not_found()
-        fault = await self._admin_fault()
-        if fault is not None:
-            self._admin_call(request, fault.status_code, name)
-            return fault
-        if not self._admin_authorized(request):
-            self._admin_call(request, 401, name)
-            return JSONResponse({"error": "HTTP 401 Unauthorized"}, 401)
-        if not self._realm_exists(name):
-            self._admin_call(request, 404, name)
-            return JSONResponse({"error": "Realm not found."}, 404)
-        current = self.admin_realms.get(name, {"realm": name, "enabled": True})
-        if request.method == "GET":
-            self._admin_call(request, 200, name)
-            return JSONResponse(current)
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            self._admin_call(request, 400, name)
-            return JSONResponse({"errorMessage": "invalid representation"}, 400)
-        self.admin_realms[name] = {**current, **body, "realm": name}
-        self._admin_call(request, 204, name)
-        return Response(status_code=204)
-
-
-@dataclass(frozen=True, slots=True)
-class AdminCall:
-    """One request to the fake's admin API (``realm``: the realm it is about, None for the token and list)."""
-
-    method: str
-    path: str
-    status: int
-    realm: str | None
+        return await self.admin_api.token(request, client_id, secret, form.get("grant_type", [""])[0])
 
 
 def _not_found() -> Response:

@@ -161,6 +161,7 @@ class RealKeycloak:
     #: Extra ``kc.sh start-dev`` arguments of the next ``start`` (e.g. ``("--import-realm",)`` with realm files
     #: in ``<home>/data/import``, as docker-compose starts Keycloak).
     extra_args: tuple[str, ...] = ()
+    heap: str = _HEAP  # JAVA_OPTS_KC_HEAP, e.g. "-Xms512m -Xmx4g" for the scale bench
 
     @property
     def url(self) -> str:
@@ -257,7 +258,7 @@ class RealKeycloak:
         env = {
             **os.environ,
             "JAVA_HOME": str(java_home()),
-            "JAVA_OPTS_KC_HEAP": _HEAP,
+            "JAVA_OPTS_KC_HEAP": self.heap,
             "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USER,
             "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "KC_BOOTSTRAP_ADMIN_CLIENT_ID": ADMIN_CLIENT_ID,
@@ -324,12 +325,12 @@ def _store_augmentation(home: Path) -> None:
         (cached / _MARK).touch()
 
 
-def start_keycloak(workdir: Path, attempts: int = 3) -> RealKeycloak:
-    """A running Keycloak in ``workdir`` (its copy of the distribution and its log)."""
+def start_keycloak(workdir: Path, attempts: int = 3, *, heap: str = _HEAP) -> RealKeycloak:
+    """A running Keycloak in ``workdir`` (its copy of the distribution and its log; ``heap``: JVM heap flags)."""
     home = _instance_home(workdir)
     last: Exception | None = None
     for attempt in range(attempts):
-        server = RealKeycloak(_free_port(), _free_port(), home, workdir / "keycloak.log")
+        server = RealKeycloak(_free_port(), _free_port(), home, workdir / "keycloak.log", heap=heap)
         try:
             server.start()
         except KeycloakStartError as exc:
