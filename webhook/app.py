@@ -191,16 +191,7 @@ class WebhookApp:
             await self._start_actions(
                 stack, runtime=runtime, store=store, client=client, audit=counting, registry=registry
             )
-            if revocations is not None:
-                self.backchannel.services = LogoutServices(
-                    verifier=verifier,
-                    revocations=revocations,
-                    audit=counting,
-                    audiences=settings.backchannel_logout_audiences,
-                    max_body_bytes=settings.max_token_bytes + 1024,
-                    wall_clock=deps.wall_clock,
-                    log=get_logger("webhook.revocations"),
-                )
+            self._start_backchannel(revocations, verifier, counting)
             log.info(
                 "webhook.started",
                 version=__version__,
@@ -260,6 +251,21 @@ class WebhookApp:
             log=get_logger("webhook.actions"),
             max_body_bytes=settings.max_body_bytes,
         )
+
+    def _start_backchannel(self, revocations: RevocationService | None, verifier: Verifier, audit: AuditSink) -> None:
+        """The back-channel logout endpoint's services (revocations off: it answers 404)."""
+        settings = self.settings
+        self.backchannel.enabled = revocations is not None
+        if revocations is not None:
+            self.backchannel.services = LogoutServices(
+                verifier=verifier,
+                revocations=revocations,
+                audit=audit,
+                audiences=settings.backchannel_logout_audiences,
+                max_body_bytes=settings.max_token_bytes + 1024,
+                wall_clock=self.deps.wall_clock,
+                log=get_logger("webhook.revocations"),
+            )
 
     async def _healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -393,7 +399,11 @@ def provisioning_worker(
             backoff_max=settings.provisioning_backoff_max,
             lease=settings.provisioning_lease,
         ),
-        urls=PortalUrls(voting_portal=settings.voting_portal_url, admin_portal=settings.admin_portal_url),
+        urls=PortalUrls(
+            voting_portal=settings.voting_portal_url,
+            admin_portal=settings.admin_portal_url,
+            backchannel_logout=settings.backchannel_logout_url,
+        ),
         log=get_logger("webhook.provisioning"),
         wall_clock=deps.wall_clock,
         worker_id=deps.worker_id,

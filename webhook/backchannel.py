@@ -7,7 +7,8 @@ Rules of this module:
 - The token is verified by `Verifier.verify_logout` (the access-token realm binding, keys and
   signature, then the logout claims), then taken by `RevocationService.take_logout`. 200 (empty
   body) when taken; 400 `{"error": "invalid_request", "reason": ...}` otherwise; 503 when it could
-  not be stored (held by this process only). Every answer has `Cache-Control: no-store`.
+  not be stored (held by this process only); 404 when revocations are off. Every answer has
+  `Cache-Control: no-store`.
 - A rejected logout token is audited like a rejected access token (source `hook`, hook mode
   `logout`): only its SHA-256 and what it claimed. A rejected token revokes nothing.
 """
@@ -87,10 +88,13 @@ class BackchannelLogout:
 
     def __init__(self) -> None:
         self.services: LogoutServices | None = None
+        self.enabled = True  # the lifespan sets it: False when REVOCATIONS is off (404)
 
     async def handle(self, request: Request) -> Response:
         services = self.services
         if services is None:
+            if not self.enabled:
+                return _answer(404, {"error": "revocations are not enabled (REVOCATIONS)"})
             return _answer(503, {"error": "unavailable"})
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != FORM_TYPE:

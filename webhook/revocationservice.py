@@ -107,6 +107,7 @@ class RevocationService:
         self.link: Literal["connecting", "up", "down"] = "connecting"
         self.last_error: str | None = None
         self._last_id = 0
+        self._changed = asyncio.Event()
 
     # ---- the hot path
 
@@ -164,7 +165,15 @@ class RevocationService:
         changed = self.set.apply(revocation)
         if changed:
             self.stats.applied += 1
+            self._changed.set()
         return changed
+
+    async def wait_until(self, condition: Callable[[RevocationSet], bool]) -> None:
+        """Return once `condition(self.set)` holds, re-checked whenever a revocation is applied (tests and
+        benchmarks bound it with a timeout)."""
+        while not condition(self.set):
+            self._changed.clear()
+            await self._changed.wait()
 
     # ---- status
 
