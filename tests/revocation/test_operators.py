@@ -60,12 +60,14 @@ def test_sessions_revoke_needs_exactly_one_target() -> None:
 
 @pytest.mark.parametrize("kind", ["tenant", "event"])
 def test_portal_clients_get_the_backchannel_logout_url_with_session_required(kind: Any) -> None:
-    """With BACKCHANNEL_LOGOUT_URL the portals (not the API client) carry Keycloak's back-channel attributes;
-    without it none are written."""
+    """With BACKCHANNEL_LOGOUT_URL the portals (not the API client) carry Keycloak's back-channel attributes
+    and front-channel logout off (Keycloak sends nothing back-channel while it is on); without it none are
+    written."""
     url = "http://webhook:8080/keycloak/backchannel-logout"
     event = E if kind == "event" else None
     realm = render(load_template(kind), kind, tenant_id=T, event_id=event, urls=PortalUrls(backchannel_logout=url))
     clients = {c["clientId"]: c.get("attributes", {}) for c in realm["clients"]}
+    assert all(c["frontchannelLogout"] is False for c in realm["clients"] if c["clientId"] != "api-key-client")
     for portal in ("admin-portal", "voting-portal"):
         assert clients[portal]["backchannel.logout.url"] == url
         assert clients[portal]["backchannel.logout.session.required"] == "true"

@@ -64,7 +64,8 @@ class PortalUrls:
 
 
 #: Back-channel logout attributes of the portal clients (Keycloak's `OIDCConfigAttributes`); the URL is added
-#: from `PortalUrls.backchannel_logout`. Offline tokens are not revoked by a logout (the portals hold none).
+#: from `PortalUrls.backchannel_logout`, and `frontchannelLogout` is turned off (with it on, Keycloak 26 sends the
+#: client no back-channel logout at all). Offline tokens are not revoked by a logout (the portals hold none).
 BACKCHANNEL_ATTRIBUTES: Final = {
     "backchannel.logout.session.required": "true",
     "backchannel.logout.revoke.offline.tokens": "false",
@@ -155,6 +156,7 @@ def render(
             client["rootUrl"] = root
             if urls.backchannel_logout is not None:
                 client.setdefault("attributes", {}).update(backchannel_attributes(urls.backchannel_logout))
+                client["frontchannelLogout"] = False  # Keycloak 26 sends no back-channel logout while it is on
         for name, mapper in _mappers(client).items():
             if name in hasura_claims(kind):
                 mapper.setdefault("config", {})["claim.name"] = keycloak_claim(name)
