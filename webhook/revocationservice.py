@@ -187,7 +187,8 @@ class RevocationService:
         return self._started
 
     def status(self) -> dict[str, object]:
-        """For `/readyz`."""
+        """For `/readyz` (brings the fail-closed cutoff up to date first, as the ticker does)."""
+        self._update_cutoff()
         state = "loading" if not self._started else ("uncertain" if self.uncertain() else "ok")
         cutoff = self._closed_before
         return {
@@ -230,10 +231,10 @@ class RevocationService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.link = "down"
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                if self._log is not None:
+                if self._log is not None and self.link != "down":  # once per outage, not per attempt
                     self._log.warning("revocations.link_down", error=self.last_error)
+                self.link = "down"
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RECONNECT_MAX_SECONDS)
 
@@ -259,6 +260,8 @@ class RevocationService:
             self._hold(to_revocation(row))
         self._started = True
         self._proven()
+        if self.link == "down" and self._log is not None:
+            self._log.info("revocations.link_up", held=len(self.set))
         self.link = "up"
         self._update_cutoff()
 
