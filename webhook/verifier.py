@@ -109,7 +109,8 @@ class Verifier:
         realm: Realm | None = None
         try:
             parsed = parse_token(token, max_bytes=self._max_bytes)
-            realm = await self._signed_by_realm(parsed)
+            realm = self._realm_of(parsed)
+            await self._check_signed(parsed, realm)
             check_claims(parsed.claims, self._claims, self._now())
             identity = identity_from_claims(parsed.claims, realm, self._forbidden)
             if identity.tenant_id != self._super_tenant and identity.allowed_roles & self._platform:
@@ -127,10 +128,13 @@ class Verifier:
             raise _revoked_rejection(identity, digest)
         return identity
 
-    async def _signed_by_realm(self, parsed: ParsedToken) -> Realm:
-        """Checks 2-5: allowed alg, trusted issuer -> realm, (registered), the realm's key, the signature."""
+    def _realm_of(self, parsed: ParsedToken) -> Realm:
+        """Checks 2-3: allowed alg, trusted issuer -> realm."""
         check_algorithm(parsed, self._algorithms)
-        realm = self._realms.realm_from_issuer(parsed.claims.get("iss"))
+        return self._realms.realm_from_issuer(parsed.claims.get("iss"))
+
+    async def _check_signed(self, parsed: ParsedToken, realm: Realm) -> None:
+        """Checks 3b-5: (registered), the realm's key by kid, the signature."""
         registry = self._realm_registry
         if registry is not None and not await registry.is_registered(realm):
             raise Rejected(Reason.UNKNOWN_REALM, "realm is not registered in the database (strict registry)")
@@ -139,7 +143,6 @@ class Verifier:
             raise Rejected(Reason.UNKNOWN_KID, "header kid is missing")
         key = self._cache.cached_key(realm, kid) or await self._cache.key_for(realm, kid)
         verify_signature(parsed, key, self._registry)
-        return realm
 
     async def verify_logout(self, token: str, *, audiences: frozenset[str]) -> tuple[Realm, LogoutClaims]:
         """A back-channel logout token, checked as strictly as an access token (same realm binding and
@@ -149,7 +152,8 @@ class Verifier:
         realm: Realm | None = None
         try:
             parsed = parse_token(token, max_bytes=self._max_bytes)
-            realm = await self._signed_by_realm(parsed)
+            realm = self._realm_of(parsed)
+            await self._check_signed(parsed, realm)
             claims = check_logout_claims(parsed, leeway=self._claims.leeway, audiences=audiences, now=self._now())
         except Rejected as exc:
             raise TokenRejected(exc, TokenFacts.of(parsed), realm, digest) from None
