@@ -240,13 +240,18 @@ class RevocationService:
 
     async def _ticker(self) -> None:
         pruned_at = self._now()
-        while True:
-            self.set.prune(self._wall())
-            self._update_cutoff()
-            if self._now() - pruned_at > DB_PRUNE_EVERY_SECONDS:
-                pruned_at = self._now()
-                await self._prune_db()
-            await asyncio.sleep(self.policy.heartbeat)
+        pruning: asyncio.Task[None] | None = None
+        try:
+            while True:
+                self.set.prune(self._wall())
+                self._update_cutoff()
+                if self._now() - pruned_at > DB_PRUNE_EVERY_SECONDS and (pruning is None or pruning.done()):
+                    pruned_at = self._now()  # its own task: a hanging database never stalls the cutoff
+                    pruning = asyncio.get_running_loop().create_task(self._prune_db())
+                await asyncio.sleep(self.policy.heartbeat)
+        finally:
+            if pruning is not None:
+                pruning.cancel()
 
     def _proven(self) -> None:
         self._proven_at = self._now()

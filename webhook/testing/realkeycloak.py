@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+
+from webhook.testing.serveproc import free_port as _free_port
 
 __all__ = [
     "KEYCLOAK_VERSION",
@@ -139,12 +140,6 @@ def distribution() -> Path:
         (partial / f"keycloak-{KEYCLOAK_VERSION}").rename(home)
         partial.rmdir()
     return home
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
