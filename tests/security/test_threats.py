@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import orjson
 import pytest
 
@@ -32,7 +35,11 @@ from tests.security.forge import (
     with_signature,
 )
 from tests.security.support import OTHER_TENANT, AdversarialStack, b64url, bearer
-from webhook.testing.keycloak import DROP, HASURA_CLAIMS, attacker_key, sign_raw
+from webhook.app import Dependencies, create_app
+from webhook.audit import MemorySink
+from webhook.config import Settings
+from webhook.testing.keycloak import DROP, HASURA_CLAIMS, FakeKeycloak, attacker_key, sign_raw
+from webhook.testing.server import serve_asgi
 
 pytestmark = pytest.mark.anyio
 Build = Callable[[AdversarialStack], str]
@@ -59,6 +66,9 @@ ROWS: dict[str, str] = {
     "JWE (5-part) token, nested JWT, `crit` header with unknown entries, `b64: false`": "test_jwe_nested_jwt_crit_b64",
     "oversize header or token (MBs), many Authorization headers, non-ASCII, bad base64": (
         "test_oversize_many_headers_non_ascii_bad_base64"
+    ),
+    "a logout token that is forged, replayed, from another realm, or without the back-channel `events` member": (
+        "test_logout_token_forged_replayed_other_realm_or_without_events"
     ),
 }
 
@@ -593,3 +603,60 @@ async def test_oversize_many_headers_non_ascii_bad_base64(sec: AdversarialStack,
     started = time.perf_counter()
     await sec.expect_rejected(headers, reason, modes=("GET", "POST") if ascii_only else ("POST",))
     assert time.perf_counter() - started < 2.0
+
+
+# --------------------------------------------------------------------------- logout tokens (issue 15)
+
+
+async def test_logout_token_forged_replayed_other_realm_or_without_events(tmp_path: Path) -> None:
+    """Each bad logout token answers 400 with its reason, is audited (hash only), and revokes nothing: the
+    session it names still opens; the honest one (the positive control) is taken once, then is a replay."""
+    async with FakeKeycloak.start() as keycloak:
+        realm = keycloak.add_realm(f"tenant-{uuid.uuid4()}")
+        other = keycloak.add_realm(f"tenant-{OTHER_TENANT}")
+        environ = {
+            "KEYCLOAK_URL": keycloak.url,
+            "PREFETCH_REALMS": realm.name,
+            "REVOCATIONS": "true",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threats.sqlite3'}",
+        }
+        audit = MemorySink()
+        app = create_app(Settings.from_environ(environ), Dependencies(audit=audit))
+        async with serve_asgi(app, lifespan="on") as served, httpx.AsyncClient(timeout=10) as client:
+            with anyio.fail_after(20):
+                while (await client.get(f"{served.url}/readyz")).status_code != 200:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            sid, sub = str(uuid.uuid4()), str(uuid.uuid4())
+            access = keycloak.mint(realm.name, sub=sub, claims={"sid": sid})
+            honest = keycloak.logout_token(realm.name, sub=sub, sid=sid)
+            bad = {
+                "forged": (
+                    keycloak.logout_token(realm.name, sub=sub, sid=sid, signing_key=attacker_key()),
+                    "bad_signature",
+                ),
+                "other realm's key": (
+                    keycloak.logout_token(realm.name, sub=sub, sid=sid, signing_key=other.private_key()),
+                    "bad_signature",
+                ),
+                "without events": (
+                    keycloak.logout_token(realm.name, sub=sub, sid=sid, claims={"events": DROP}),
+                    "claims_invalid",
+                ),
+            }
+            url = f"{served.url}/keycloak/backchannel-logout"
+            for token, reason in bad.values():
+                answer = await client.post(url, data={"logout_token": token})
+                assert (answer.status_code, answer.json()["reason"]) == (400, reason)
+                assert answer.headers["cache-control"] == "no-store"
+                opened = await client.get(f"{served.url}/hasura/auth", headers=bearer(access))
+                assert opened.status_code == 200
+            assert (await client.post(url, data={"logout_token": honest})).status_code == 200
+            replay = await client.post(url, data={"logout_token": honest})
+            assert (replay.status_code, replay.json()["reason"]) == (400, "token_replayed")
+            assert [r.reason.value for r in audit.records] == [
+                "bad_signature",
+                "bad_signature",
+                "claims_invalid",
+                "token_replayed",
+            ]
+            assert all(token[:20] not in repr(audit.records) for token, _ in bad.values())
