@@ -42,29 +42,30 @@ class Revocation:
 class RevocationSet:
     """The active revocations of one process (see the module rules)."""
 
-    __slots__ = ("_by_sid", "_by_sub", "_expiry", "_max", "hits", "uncertain_until")
+    __slots__ = ("_expiry", "_max", "by_sid", "by_sub", "hits", "uncertain_until")
 
     def __init__(self, *, max_entries: int) -> None:
-        self._by_sid: dict[tuple[str, str], float] = {}  # -> expires_at
-        self._by_sub: dict[tuple[str, str], tuple[float, float]] = {}  # -> (before, expires_at)
+        # read directly by RevocationService.revoked (the hot path); written only here
+        self.by_sid: dict[tuple[str, str], float] = {}  # -> expires_at
+        self.by_sub: dict[tuple[str, str], tuple[float, float]] = {}  # -> (before, expires_at)
         self._expiry: list[tuple[float, int, tuple[str, str]]] = []  # heap of (expires_at, kind, key)
         self._max = max_entries
         self.hits = 0
         self.uncertain_until = NO_CUTOFF
 
     def __len__(self) -> int:
-        return len(self._by_sid) + len(self._by_sub)
+        return len(self.by_sid) + len(self.by_sub)
 
     def __bool__(self) -> bool:
-        return bool(self._by_sid) or bool(self._by_sub)
+        return bool(self.by_sid) or bool(self.by_sub)
 
     def covers(self, realm: str, sid: str | None, sub: str | None, iat: float | None) -> bool:
         """Whether a token of `realm` with these claims is revoked (counts a hit when it is)."""
-        if sid is not None and (realm, sid) in self._by_sid:
+        if sid is not None and (realm, sid) in self.by_sid:
             self.hits += 1
             return True
         if sub is not None:
-            entry = self._by_sub.get((realm, sub))
+            entry = self.by_sub.get((realm, sub))
             # a token without iat cannot prove it is newer than the cutoff: revoked
             if entry is not None and (iat is None or iat <= entry[0]):
                 self.hits += 1
@@ -76,18 +77,18 @@ class RevocationSet:
         changed = False
         if revocation.sid is not None:
             key = (revocation.realm, revocation.sid)
-            old = self._by_sid.get(key)
+            old = self.by_sid.get(key)
             if old is None or old < revocation.expires_at:
-                self._by_sid[key] = revocation.expires_at
+                self.by_sid[key] = revocation.expires_at
                 heapq.heappush(self._expiry, (revocation.expires_at, 0, key))
                 changed = True
         elif revocation.sub is not None:
             key = (revocation.realm, revocation.sub)
-            current = self._by_sub.get(key)
+            current = self.by_sub.get(key)
             if current is None or current[0] < revocation.before or current[1] < revocation.expires_at:
                 before = revocation.before if current is None else max(current[0], revocation.before)
                 expires = revocation.expires_at if current is None else max(current[1], revocation.expires_at)
-                self._by_sub[key] = (before, expires)
+                self.by_sub[key] = (before, expires)
                 heapq.heappush(self._expiry, (expires, 1, key))
                 changed = True
         while len(self) > self._max:
@@ -107,7 +108,7 @@ class RevocationSet:
 
     def sessions(self) -> int:
         """Revoked sessions held (`sid` revocations)."""
-        return len(self._by_sid)
+        return len(self.by_sid)
 
     def _drop_first(self) -> None:
         while self._expiry:
@@ -120,13 +121,13 @@ class RevocationSet:
         """Pop the heap's first item; remove its entry if the item is current and due (1) else 0."""
         expires_at, kind, key = heapq.heappop(self._expiry)
         if kind == 0:
-            if self._by_sid.get(key) == expires_at and expires_at <= now:
-                del self._by_sid[key]
+            if self.by_sid.get(key) == expires_at and expires_at <= now:
+                del self.by_sid[key]
                 return 1
             return 0
-        entry = self._by_sub.get(key)
+        entry = self.by_sub.get(key)
         if entry is not None and entry[1] == expires_at and expires_at <= now:
-            del self._by_sub[key]
+            del self.by_sub[key]
             return 1
         return 0
 

@@ -114,8 +114,15 @@ class RevocationService:
     def revoked(self, identity: Identity) -> bool:
         """Whether this verified identity's token must be refused (`session_revoked`)."""
         revocations = self.set
-        if revocations and revocations.covers(identity.realm.name, identity.sid, identity.sub, identity.iat):
-            return True
+        if revocations.by_sid or revocations.by_sub:  # inlined RevocationSet.covers: this runs per request
+            realm, sid, sub = identity.realm.name, identity.sid, identity.sub
+            if sid is not None and (realm, sid) in revocations.by_sid:
+                revocations.hits += 1
+                return True
+            entry = revocations.by_sub.get((realm, sub)) if sub is not None else None
+            if entry is not None and (identity.iat is None or identity.iat <= entry[0]):
+                revocations.hits += 1
+                return True
         cutoff = self._closed_before
         if cutoff == NO_CUTOFF:
             return False
