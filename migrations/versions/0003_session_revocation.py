@@ -24,9 +24,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("realm", sa.String(length=100), nullable=False, comment="Realm whose tokens are revoked"),
         sa.Column("sid", sa.String(length=256), nullable=True, comment="Revoked session id (every token of it)"),
-        sa.Column(
-            "sub", sa.String(length=256), nullable=True, comment="Revoked user (tokens issued up to `before`)"
-        ),
+        sa.Column("sub", sa.String(length=256), nullable=True, comment="Revoked user (tokens issued up to `before`)"),
         sa.Column("before", sa.DateTime(timezone=True), nullable=False, comment="Cutoff on iat for a user revocation"),
         sa.Column(
             "expires_at", sa.DateTime(timezone=True), nullable=False, comment="No covered token is valid after it"
