@@ -24,14 +24,15 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-# Dependencies first: this layer is rebuilt only when pyproject.toml changes.
+# Dependencies first, from the lock (scripts/lock.sh): every package pinned with the sha256 of its
+# files, so a build installs exactly what was tested or fails; pip refuses any dependency the lock
+# lacks. This layer is rebuilt only when requirements.lock changes.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install --upgrade pip \
-    && pip install -r /tmp/requirements.txt
 COPY webhook/ webhook/
-RUN pip install --no-deps --editable . \
+# The project itself: no dependency resolution, and the build backend is the locked setuptools.
+RUN pip install --no-deps --no-build-isolation --editable . \
     && python -c "import webhook.cli"
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: install, format/lint/type checks, then pytest on
-# SQLite and PostgreSQL (127.0.0.1:5432 or $TEST_POSTGRES_URL; installed and started if missing).
+# SQLite and PostgreSQL (127.0.0.1:5432 or $TEST_POSTGRES_URL; installed and started if missing) and
+# against a real Prometheus (tests/ops; Debian's package, installed if missing).
 # Extra arguments go to pytest and run the normal suite only. A full run (no arguments) then runs two
 # bounded jobs: the real-Keycloak tests (`pytest -m keycloak`, fetching the pinned Keycloak with Maven
 # on first use) and the slow job (`pytest -m slow`).
@@ -10,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 ./scripts/ensure-postgres.sh
+./scripts/ensure-prometheus.sh  # promtool and prometheus for tests/ops
 
 echo "== ruff format --check"; .venv/bin/ruff format --check .
 echo "== ruff check";          .venv/bin/ruff check .

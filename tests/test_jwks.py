@@ -377,3 +377,48 @@ def test_policy_defaults_match_documented_settings() -> None:
     from webhook.config import Settings
 
     assert CachePolicy() == cache_policy(Settings.from_environ({"KEYCLOAK_URL": BASE}))
+
+
+async def test_pinned_health_tracks_state_failures_age_and_outcomes(
+    make_cache: CacheFactory, keycloak: FakeKeycloak
+) -> None:
+    """Prefetched realms report their state, consecutive failures, key age, time left and fetch
+    outcomes; unpinned realms never appear (their names may come from tokens)."""
+    clock = Clock()
+    cache = make_cache(clock, ttl=600, max_stale=3600, retry=2)
+    cache.pin([realm(TENANT_A)])
+    await cache.key_for(realm(TENANT_B), "b1")  # held but not pinned
+    await cache.refresh_due()
+    [healthy] = cache.pinned_health()
+    assert (healthy.realm, healthy.state, healthy.failures) == (TENANT_A, "fresh", 0)
+    assert healthy.key_age == 0 and healthy.usable_for == 4200
+    assert healthy.fetches == {"ok": 1}
+
+    keycloak.status[TENANT_A] = 503
+    clock.now += 700  # past the TTL: the refresher fetches, and fails
+    await cache.refresh_due()
+    clock.now += 3
+    await cache.refresh_due()
+    [stale] = cache.pinned_health()
+    assert (stale.state, stale.failures) == ("stale", 2)
+    assert stale.key_age == 703 and stale.usable_for == 4200 - 703
+    assert stale.fetches == {"ok": 1, "http_error": 2}
+
+    del keycloak.status[TENANT_A]
+    clock.now += 3
+    await cache.refresh_due()
+    [recovered] = cache.pinned_health()
+    assert (recovered.state, recovered.failures, recovered.key_age) == ("fresh", 0, 0)
+
+
+async def test_pinned_realm_never_loaded_reports_no_age_and_nothing_usable(
+    make_cache: CacheFactory, keycloak: FakeKeycloak
+) -> None:
+    """A prefetched realm Keycloak keeps failing has no key age, 0 s usable and counts its failures."""
+    keycloak.status[TENANT_A] = 500
+    cache = make_cache(retry=0)
+    cache.pin([realm(TENANT_A)])
+    await cache.refresh_due()
+    await cache.refresh_due()
+    [health] = cache.pinned_health()
+    assert (health.state, health.failures, health.key_age, health.usable_for) == ("failed", 2, None, 0)

@@ -470,6 +470,7 @@ def build_runtime(
         revoked=None if revocations is None else revocations.revoked,
     )
     deps.metrics.watch_token_cache(tokens)
+    deps.metrics.watch_jwks(cache)
     return Runtime(settings, cache, verifier, deps.metrics, realms, tokens, revocations=revocations)
 
 

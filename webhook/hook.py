@@ -26,7 +26,7 @@ from webhook.decisionlog import DecisionLog
 from webhook.hookrequest import BadHookBody, HookRequest, bearer_token, from_get, from_post, requested_role
 from webhook.metrics import Metrics
 from webhook.reasons import Reason, Rejected
-from webhook.session import anonymous_session, choose_role, session_for
+from webhook.session import Identity, anonymous_session, choose_role, session_for
 from webhook.token import TokenFacts
 from webhook.verifier import TokenRejected, Verifier
 
@@ -116,8 +116,12 @@ async def decide(services: HookServices, request: HookRequest) -> tuple[int, byt
             )
             return 200, orjson.dumps(anonymous_session(services.anonymous_role))
         identity = await services.verifier.verify(token)
-        role = choose_role(identity, requested_role(request))
-        session = session_for(identity, role, services.wall_clock())
+        try:
+            role = choose_role(identity, requested_role(request))
+            session = session_for(identity, role, services.wall_clock())
+        except Rejected as exc:  # a verified token: its realm and user belong in the audit and metrics
+            _reject(services, request, exc, identity)
+            return 401, orjson.dumps({"error": "unauthorized", "reason": exc.reason.value})
     except Rejected as exc:
         _reject(services, request, exc)
         return 401, orjson.dumps({"error": "unauthorized", "reason": exc.reason.value})
@@ -136,9 +140,13 @@ async def decide(services: HookServices, request: HookRequest) -> tuple[int, byt
     return 200, orjson.dumps(session)
 
 
-def _reject(services: HookServices, request: HookRequest, exc: Rejected) -> None:
-    facts = exc.facts if isinstance(exc, TokenRejected) else TokenFacts()
-    realm = exc.realm.name if isinstance(exc, TokenRejected) and exc.realm is not None else None
+def _reject(services: HookServices, request: HookRequest, exc: Rejected, identity: Identity | None = None) -> None:
+    if isinstance(exc, TokenRejected):
+        facts, realm = exc.facts, (exc.realm.name if exc.realm is not None else None)
+    elif identity is not None:  # the token verified; the request's role did not fit it
+        facts, realm = TokenFacts(sub=identity.user_id), identity.realm.name
+    else:
+        facts, realm = TokenFacts(), None
     record = RejectionRecord(
         at=services.wall_clock(),
         reason=exc.reason,

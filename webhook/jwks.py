@@ -25,13 +25,13 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import httpx
 
 from webhook.keys import JwksError, RealmKeys, SigningKey, parse_jwks
-from webhook.metrics import Metrics
+from webhook.metrics import Metrics, RealmHealth
 from webhook.realms import Realm, RealmPolicy
 from webhook.reasons import Reason, Rejected
 
@@ -137,6 +137,8 @@ class _Entry:
     generation: int = 0  # bumped whenever the key material changes
     inflight: asyncio.Task[None] | None = None
     pinned: bool = False
+    failures: int = 0  # failed fetches since the last successful one (404 included)
+    fetches: dict[str, int] = field(default_factory=dict)  # outcome -> count, kept for pinned realms
 
 
 RealmState = Literal["fresh", "stale", "missing", "failed", "loading"]
@@ -279,6 +281,9 @@ class JwksCache:
             entry.inflight = None
         if self._metrics is not None:
             self._metrics.fetch[result.outcome].inc()
+        if entry.pinned:
+            entry.fetches[result.outcome] = entry.fetches.get(result.outcome, 0) + 1
+        entry.failures = 0 if result.keys is not None else entry.failures + 1
         now = self._clock()
         if result.keys is not None:
             changed = entry.keys is None or entry.keys.fingerprint != result.keys.fingerprint
@@ -383,6 +388,21 @@ class JwksCache:
         """The usable key sets of every held realm (for `/jwks` and diagnostics)."""
         now = self._clock()
         return {name: e.keys for name, e in self._entries.items() if e.keys is not None and self._usable(e, now)}
+
+    def pinned_health(self) -> list[RealmHealth]:
+        """How each prefetched (pinned) realm stands, for the per-realm metrics (a bounded set)."""
+        now = self._clock()
+        health = []
+        for name, entry in self._entries.items():
+            if not entry.pinned:
+                continue
+            state = self.state(name) or "failed"
+            age = None if entry.keys is None else max(0.0, now - entry.fetched_at)
+            usable = 0.0
+            if age is not None:
+                usable = max(0.0, self._policy.ttl + self._policy.max_stale - age)
+            health.append(RealmHealth(name, state, entry.failures, age, usable, dict(entry.fetches)))
+        return health
 
     def __len__(self) -> int:
         return len(self._entries)

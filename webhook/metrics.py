@@ -8,7 +8,8 @@ Rules of this module:
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -35,6 +36,8 @@ AUDIT_BATCH_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 AUDIT_DROP_CAUSES: Final = ("queue_full", "shutdown")
 PROVISIONING_OUTCOMES: Final = ("done", "retry", "failed", "lost")
 FANOUT_LAG_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+PROVISIONING_STATUSES: Final = ("pending", "running", "done", "failed")
+REALM_STATES: Final = ("fresh", "stale", "loading", "failed", "missing")
 MAX_REALM_LABELS: Final = 100
 OTHER_REALM: Final = "other"
 NO_REALM: Final = "none"
@@ -100,6 +103,23 @@ class Metrics:
             registry=self.registry,
         )
         self.provisioning = {outcome: provisioning.labels(outcome) for outcome in PROVISIONING_OUTCOMES}
+        provisioning_jobs = Gauge(
+            "webhook_provisioning_jobs",
+            "Realm provisioning jobs in the database by status (the whole table, as last seen by this "
+            "process's worker: every replica reports the same numbers).",
+            ["status"],
+            registry=self.registry,
+        )
+        self.provisioning_jobs = {status: provisioning_jobs.labels(status) for status in PROVISIONING_STATUSES}
+        self.provisioning_oldest_unfinished = Gauge(
+            "webhook_provisioning_oldest_unfinished_seconds",
+            "Age of the oldest pending or running provisioning job (since it was created); 0 when none.",
+            registry=self.registry,
+        )
+
+    def watch_jwks(self, source: JwksHealthSource) -> None:
+        """Expose the prefetched realms' JWKS health (state, failures, key age), read at scrape time."""
+        self.registry.register(_JwksRealmCollector(source))
 
     def watch_token_cache(self, cache: TokenCacheStats) -> None:
         """Expose the verified-token cache's hit/miss counts and sizes, read at scrape time (no hot-path cost)."""
@@ -150,6 +170,69 @@ class RealmLabels:
             return OTHER_REALM
         self._labels.add(realm)
         return realm
+
+
+@dataclass(frozen=True, slots=True)
+class RealmHealth:
+    """How one prefetched realm's keys stand (`webhook/jwks.py` computes it, metrics expose it)."""
+
+    realm: str
+    state: str  # one of REALM_STATES
+    failures: int  # failed fetches since the last successful one
+    key_age: float | None  # seconds since the last successful fetch; None: never loaded
+    usable_for: float  # seconds left before the keys stop being used (0: none usable)
+    fetches: Mapping[str, int]  # fetch outcome -> count
+
+
+class JwksHealthSource(Protocol):
+    """What the per-realm JWKS metrics read from the cache."""
+
+    def pinned_health(self) -> Iterable[RealmHealth]: ...
+
+
+class _JwksRealmCollector(Collector):
+    """Per-realm JWKS series for the prefetched realms only: their names come from the configuration,
+    so a token can never add a series here."""
+
+    def __init__(self, source: JwksHealthSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        fetches = CounterMetricFamily(
+            "webhook_jwks_realm_fetches",
+            "JWKS fetches of each prefetched realm by outcome (all realms: webhook_jwks_fetches_total).",
+            labels=["realm", "outcome"],
+        )
+        state = GaugeMetricFamily(
+            "webhook_jwks_realm_state",
+            "1 for the state each prefetched realm's keys are in (fresh, stale, loading, failed, missing).",
+            labels=["realm", "state"],
+        )
+        failures = GaugeMetricFamily(
+            "webhook_jwks_realm_fetch_failures",
+            "Failed JWKS fetches of each prefetched realm since its last successful one.",
+            labels=["realm"],
+        )
+        age = GaugeMetricFamily(
+            "webhook_jwks_realm_key_age_seconds",
+            "Seconds since each prefetched realm's keys were last fetched successfully (absent: never).",
+            labels=["realm"],
+        )
+        usable = GaugeMetricFamily(
+            "webhook_jwks_realm_usable_seconds",
+            "Seconds left before each prefetched realm's keys stop being used (TTL + max stale - age; 0: none).",
+            labels=["realm"],
+        )
+        for realm in self._source.pinned_health():
+            for outcome in FETCH_OUTCOMES:
+                fetches.add_metric([realm.realm, outcome], realm.fetches.get(outcome, 0))
+            for name in REALM_STATES:
+                state.add_metric([realm.realm, name], 1.0 if realm.state == name else 0.0)
+            failures.add_metric([realm.realm], realm.failures)
+            if realm.key_age is not None:
+                age.add_metric([realm.realm], realm.key_age)
+            usable.add_metric([realm.realm], realm.usable_for)
+        yield from (fetches, state, failures, age, usable)
 
 
 class TokenCacheStats(Protocol):

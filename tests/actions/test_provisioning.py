@@ -13,6 +13,7 @@ from tests.actions.conftest import ADMIN_CLIENT, TENANT, ActionStack, FakeClock,
 from webhook.config import Secret, Settings
 from webhook.datastore import DataStore
 from webhook.db import migrate
+from webhook.metrics import Metrics
 from webhook.models import RealmProvisioningJob, Tenant
 from webhook.provisioning.jobs import claim_due, new_job
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin, KeycloakAdminError
@@ -305,3 +306,38 @@ async def test_orphan_job_rows_never_exist(stack: ActionStack) -> None:
     await stack.call("insertElectionEvent", {"tenant_id": TENANT, "name": ""})
     await stack.call("insertElectionEvent", {"tenant_id": random_uuid(), "name": "x"}, token=stack.token())
     assert await stack.count(RealmProvisioningJob) == 0
+
+
+async def test_job_gauges_count_statuses_and_age_the_oldest_unfinished_job(stack: ActionStack) -> None:
+    """The worker's job-table gauges: jobs by status, and how long the oldest unfinished job has waited."""
+    stack.keycloak.set_admin_behaviour("down")
+    realm = await create_event(stack)
+    await stack.wait(lambda outcomes: len(outcomes) == 1)
+    # an observer of its own (the stack's worker loop also observes, with its own timing)
+    metrics = Metrics()
+    credentials = AdminCredentials(stack.keycloak.url, "master", ADMIN_CLIENT[0], Secret(ADMIN_CLIENT[1]))
+    observer = ProvisioningWorker(
+        stack.store,
+        KeycloakAdmin(stack.client, credentials),
+        policy=WorkerPolicy(),
+        urls=PortalUrls(),
+        log=_Quiet(),
+        wall_clock=lambda: stack.clock.now + 90,
+        metrics=metrics,
+    )
+    await observer.observe()
+    text = metrics.render().decode()
+    assert 'webhook_provisioning_jobs{status="pending"} 1.0' in text
+    assert 'webhook_provisioning_jobs{status="done"} 0.0' in text
+    age = metrics.provisioning_oldest_unfinished._value.get()
+    assert 90 <= age < 120
+
+    stack.keycloak.set_admin_behaviour("ok")
+    stack.clock.advance(WorkerPolicy().backoff(1) + 0.1)
+    stack.worker.notify()
+    await stack.provisioned(realm)
+    await observer.observe()
+    text = metrics.render().decode()
+    assert 'webhook_provisioning_jobs{status="pending"} 0.0' in text
+    assert 'webhook_provisioning_jobs{status="done"} 1.0' in text
+    assert "webhook_provisioning_oldest_unfinished_seconds 0.0" in text

@@ -8,7 +8,7 @@ import time
 import orjson
 import pytest
 
-from tests.hook.conftest import EVENT, OTHER_TENANT, TENANT, Stack, StackFactory, bearer
+from tests.hook.conftest import EVENT, OTHER_TENANT, TENANT, Stack, StackFactory, bearer, random_uuid
 
 pytestmark = pytest.mark.anyio
 MODES = ["GET", "POST"]
@@ -96,6 +96,17 @@ async def test_requested_role_not_allowed_is_401_not_a_downgrade(stack: Stack, m
     verdict = await stack.hasura(mode).authenticate({**bearer(token), "X-Hasura-Role": "superuser"})
     assert verdict.outcome == "access-denied"
     assert orjson.loads(verdict.hook_body)["reason"] == "role_not_allowed"
+
+
+async def test_role_refused_to_a_verified_token_is_audited_and_counted_under_its_realm(stack: Stack) -> None:
+    """A verified token asking for a role it lacks: the audit record and the rejection metric name
+    the token's realm and user (a realm's broken role mapper is alerted on per realm)."""
+    token = stack.keycloak.mint(stack.tenant.name, sub="mapper-victim")
+    await stack.hasura("GET").authenticate({**bearer(token), "X-Hasura-Role": "superuser"})
+    (record,) = stack.audit.records
+    assert (record.reason, record.realm, record.facts.sub) == ("role_not_allowed", stack.tenant.name, "mapper-victim")
+    text = (await stack.client.get(f"{stack.url}/metrics")).text
+    assert f'webhook_rejections_total{{realm="{stack.tenant.name}",reason="role_not_allowed"}} 1.0' in text
 
 
 async def test_admin_role_is_never_granted(stack: Stack) -> None:
@@ -208,6 +219,22 @@ async def test_health_ready_and_metrics(stack: Stack) -> None:
     assert 'webhook_decisions_total{reason="missing_token",result="reject"} 1.0' in text
     assert 'webhook_jwks_fetches_total{outcome="ok"} 1.0' in text
     assert "webhook_decision_seconds_bucket" in text
+
+
+async def test_metrics_show_prefetched_realm_jwks_health(stack: Stack) -> None:
+    """/metrics carries per-realm JWKS series for the prefetched realm only: state, failures, age, outcomes."""
+    realm = stack.tenant.name
+    text = (await stack.client.get(f"{stack.url}/metrics")).text
+    assert f'webhook_jwks_realm_state{{realm="{realm}",state="fresh"}} 1.0' in text
+    assert f'webhook_jwks_realm_state{{realm="{realm}",state="stale"}} 0.0' in text
+    assert f'webhook_jwks_realm_fetch_failures{{realm="{realm}"}} 0.0' in text
+    assert f'webhook_jwks_realm_fetches_total{{outcome="ok",realm="{realm}"}} 1.0' in text
+    assert f'webhook_jwks_realm_key_age_seconds{{realm="{realm}"}}' in text
+    assert f'webhook_jwks_realm_usable_seconds{{realm="{realm}"}}' in text
+    other = stack.keycloak.add_realm(f"tenant-{random_uuid()}")
+    await stack.hasura("GET").authenticate(bearer(stack.keycloak.mint(other.name)))
+    text = (await stack.client.get(f"{stack.url}/metrics")).text
+    assert other.name not in text  # a realm first seen in a token gets no series of its own
 
 
 async def test_not_ready_while_keycloak_is_down_at_start_then_recovers(make_stack: StackFactory) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
-from sqlalchemy import ColumnElement, Table, and_, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhook.datastore import DataStore
@@ -165,6 +165,33 @@ async def list_jobs(
     return (await session.scalars(query)).all()
 
 
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """The job table at a glance: how many jobs per status, and how old the oldest unfinished one is."""
+
+    counts: dict[str, int]
+    oldest_unfinished_seconds: float  # since created_at of the oldest pending/running job; 0: none
+
+
+async def job_summary(store: DataStore, *, now: dt.datetime) -> JobSummary:
+    """Count jobs by status and age the oldest pending or running one (one grouped query)."""
+    c = JOBS.c
+    query = select(c.status, func.count(), func.min(c.created_at)).group_by(c.status)
+    async with store.transaction() as session:
+        rows = (await session.execute(query)).all()
+    counts = {str(status): int(count) for status, count, _ in rows}
+    oldest = [first for status, _, first in rows if status in ("pending", "running") and first is not None]
+    age = 0.0
+    if oldest:
+        first = min(_utc(value) for value in oldest)
+        age = max(0.0, (now - first).total_seconds())
+    return JobSummary(counts, age)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
 def job_as_dict(job: RealmProvisioningJob) -> dict[str, Any]:
     """A job as JSON-ready values (times in ISO 8601 UTC); `request_sha256` left out."""
     out: dict[str, Any] = {}
@@ -179,10 +206,12 @@ def job_as_dict(job: RealmProvisioningJob) -> dict[str, Any]:
 __all__ = [
     "JOBS",
     "ClaimedJob",
+    "JobSummary",
     "claim_due",
     "finish",
     "job_as_dict",
     "job_for_realm",
+    "job_summary",
     "list_jobs",
     "new_job",
     "requeue",

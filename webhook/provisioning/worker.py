@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 
 from webhook.datastore import DataStore
 from webhook.metrics import Metrics
-from webhook.provisioning.jobs import ClaimedJob, claim_due, finish
+from webhook.provisioning.jobs import ClaimedJob, claim_due, finish, job_summary
 from webhook.provisioning.keycloakadmin import KeycloakAdmin, KeycloakAdminError
 from webhook.provisioning.templates import PortalUrls, RealmKind, load_template, render
 
@@ -114,6 +114,15 @@ class ProvisioningWorker:
             await self._provision(job)
         return len(jobs)
 
+    async def observe(self) -> None:
+        """Set the job-table gauges (jobs by status, oldest unfinished job) from one grouped query."""
+        if self._metrics is None:
+            return
+        summary = await job_summary(self.store, now=self._now())
+        for status, gauge in self._metrics.provisioning_jobs.items():
+            gauge.set(summary.counts.get(status, 0))
+        self._metrics.provisioning_oldest_unfinished.set(summary.oldest_unfinished_seconds)
+
     async def _provision(self, job: ClaimedJob) -> None:
         error: str | None = None
         result = ""
@@ -169,6 +178,7 @@ class ProvisioningWorker:
             self._wake.clear()  # a notify() from here on wakes the wait below
             try:
                 attempted = await self.run_once()
+                await self.observe()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is down: try again at the next poll
