@@ -38,6 +38,7 @@ from typing import Any, Final
 import httpx
 
 from webhook.testing.serveproc import free_port as _free_port
+from webhook.testing.serveproc import stop_group
 
 __all__ = [
     "KEYCLOAK_VERSION",
@@ -230,14 +231,7 @@ class RealKeycloak:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        stop_group(process, STOP_TIMEOUT_SECONDS)
         # the JVM may outlive kc.sh for a moment: make sure nothing of the group is left
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

@@ -35,6 +35,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def stop_group(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """End a child started with `start_new_session` and its process group: SIGTERM, then SIGKILL after
+    `timeout`; nothing when it has already exited."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout)
+
+
 @dataclass
 class ServeProcess:
     """One `webhook serve` child."""
@@ -77,16 +92,8 @@ class ServeProcess:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=STOP_SECONDS)
+        if process is not None:
+            stop_group(process, STOP_SECONDS)
 
 
 @contextlib.contextmanager
@@ -105,4 +112,4 @@ def serve_replicas(count: int, environ: Mapping[str, str], workdir: Path) -> Ite
             replica.stop()
 
 
-__all__ = ["ServeProcess", "free_port", "serve_replicas"]
+__all__ = ["ServeProcess", "free_port", "serve_replicas", "stop_group"]
