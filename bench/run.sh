@@ -11,6 +11,8 @@
 #   THREADS (1: wrk threads) MULTI_CPUS (0,1: servers' cores when workers > 1)
 #   SVC_PORT (18080) BARE_PORT (18081) KC_PORT (18090)
 #   SERVICE_ENV ("" : extra VAR=value words for the service, e.g. "JWKS_MIN_REFETCH_SECONDS=5")
+#   PRELOAD_REVOCATIONS (0; N: the service runs with REVOCATIONS=true and N active revocations of the
+#      bench realm pre-loaded by bench/revocations.py, none covering a bench token)
 #   KEEP_LOGS (0: service logs over 2 MB are cut to their first and last 100 lines after each run)
 #   WAIT_QUIET (60: before each measured run wait up to this many seconds until the servers' and wrk's
 #      cores are < QUIET_PCT (15) % busy over 1 s with our server idle, i.e. other processes leave them
@@ -145,6 +147,13 @@ jwks_fetches() { curl -sf -m 2 "$KC/__stats/jwks_fetches/$REALM" || echo 0; }
 
 AUDIT_DB=$DATA/audit.sqlite3
 rm -f "$AUDIT_DB" "$AUDIT_DB-journal" "$AUDIT_DB-wal" "$AUDIT_DB-shm"
+PRELOAD_REVOCATIONS=${PRELOAD_REVOCATIONS:-0}
+[[ $PRELOAD_REVOCATIONS =~ ^[0-9]+$ ]] || die "PRELOAD_REVOCATIONS must be a number, got '$PRELOAD_REVOCATIONS'"
+if [ "$PRELOAD_REVOCATIONS" -gt 0 ]; then
+  "$PY" "$BENCH/revocations.py" --database "sqlite+aiosqlite:///$AUDIT_DB" --realm "$REALM" \
+    --count "$PRELOAD_REVOCATIONS" || die "revocations.py failed"
+  SERVICE_ENV="REVOCATIONS=true $SERVICE_ENV"
+fi
 
 code_version() { # fingerprint of the service's source at this moment (others may be editing it)
   find "$ROOT/webhook" -name '*.py' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-10
@@ -326,7 +335,7 @@ run_one() { # run_one ROUND SCENARIO WORKERS TARGET ATTEMPT: appends one row to 
 }
 
 echo "run.sh: $STAMP  rounds=$ROUNDS duration=$DURATION conns=$CONNS threads=$THREADS service_cpu=$SERVICE_CPU" \
-  "wrk_cpu=$WRK_CPU workers=$WORKERS compare=$COMPARE configs=${CONFIGS[*]}"
+  "wrk_cpu=$WRK_CPU workers=$WORKERS compare=$COMPARE configs=${CONFIGS[*]} revocations=$PRELOAD_REVOCATIONS"
 echo "run.sh: realm $REALM, results in ${OUT#"$ROOT"/}"
 for round in $(seq "$ROUNDS"); do
   for cfg in "${CONFIGS[@]}"; do

@@ -18,7 +18,7 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
-from webhook import auditstore, models  # noqa: F401 - registers every model on Base.metadata
+from webhook import auditstore, models, revocationstore  # noqa: F401 - registers every model on Base.metadata
 from webhook.config import Settings
 from webhook.db import Base, UtcDateTime, ensure_schema, make_engine
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,8 @@ from webhook.actions.endpoint import ActionsEndpoint, ActionServices
 from webhook.actions.registry import ActionRegistry, default_registry
 from webhook.audit import AuditSink
 from webhook.auditwriter import CountingSink, audit_detail, audit_status, db_audit_sink
+from webhook.backchannel import PATH as BACKCHANNEL_PATH
+from webhook.backchannel import BackchannelLogout, LogoutServices
 from webhook.config import Settings
 from webhook.datastore import DataStore
 from webhook.decisionlog import DecisionLog
@@ -52,6 +54,7 @@ from webhook.provisioning.templates import PortalUrls
 from webhook.provisioning.worker import ProvisioningWorker, WorkerPolicy
 from webhook.realmregistry import DbRealmRegistry
 from webhook.realms import RealmPolicy, RealmRegistry, tenant_realm_name
+from webhook.revocationservice import RevocationPolicy, RevocationService
 from webhook.token import ClaimsPolicy
 from webhook.tokencache import VerifiedTokenCache
 from webhook.verifier import Verifier
@@ -72,6 +75,7 @@ class Dependencies:
     realm_registry: RealmRegistry | None = None  # None: the database registry when STRICT_REALM_REGISTRY
     actions: ActionRegistry | None = None  # None: every action of the service
     worker_id: str | None = None  # None: host:pid:random
+    revocations: RevocationService | None = None  # None: built from the store when REVOCATIONS
 
 
 @dataclass(slots=True)
@@ -91,6 +95,25 @@ class Runtime:
     worker: ProvisioningWorker | None = None
     worker_task: asyncio.Task[None] | None = None
     published: PublishedRealms | None = None
+    revocations: RevocationService | None = None
+
+
+def _start_keys(
+    stack: contextlib.AsyncExitStack, settings: Settings, runtime: Runtime, store: DataStore | None
+) -> None:
+    """The JWKS cache's background work: the first load, the refresher and the `/jwks` publisher."""
+    cache = runtime.cache
+    stack.push_async_callback(cache.close)
+    loop = asyncio.get_running_loop()
+    # First load of the pinned realms runs in the background: the service answers (and
+    # /readyz says "not ready") while Keycloak is slow or down at start.
+    runtime.prefetch = loop.create_task(cache.refresh_due())
+    refresher = loop.create_task(cache.run_refresher(max(1.0, min(float(settings.jwks_retry), settings.jwks_ttl / 10))))
+    stack.callback(refresher.cancel)
+    stack.callback(runtime.prefetch.cancel)
+    runtime.published = published_realms(settings, runtime, store)
+    publisher = loop.create_task(runtime.published.run(), name="jwks publisher")
+    stack.push_async_callback(_cancel, publisher)
 
 
 class WebhookApp:
@@ -101,6 +124,7 @@ class WebhookApp:
         self.deps = deps or Dependencies()
         self.hook = AuthHook()
         self.actions = ActionsEndpoint(self.deps.actions or default_registry())
+        self.backchannel = BackchannelLogout()
         self.runtime: Runtime | None = None
         self._last_jwks: dict[str, Any] | None = None
         self.router = Starlette(
@@ -111,6 +135,7 @@ class WebhookApp:
                 Route("/jwks", self._jwks),
                 Route("/openapi.json", self._openapi),
                 Route("/actions/{action_name}", self.actions.handle, methods=["POST"]),
+                Route(BACKCHANNEL_PATH, self.backchannel.handle, methods=["POST"]),
             ],
             lifespan=self._lifespan,
         )
@@ -141,22 +166,12 @@ class WebhookApp:
             registry = deps.realm_registry
             if registry is None and settings.strict_realm_registry and store is not None:
                 registry = realm_registry(settings, store, deps)
-            runtime = build_runtime(settings, client, deps, realm_registry=registry)
+            revocations = start_revocations(settings, store, deps, stack)
+            runtime = build_runtime(settings, client, deps, realm_registry=registry, revocations=revocations)
             runtime.store = store
-            cache, verifier = runtime.cache, runtime.verifier
-            stack.push_async_callback(cache.close)
+            verifier = runtime.verifier
+            _start_keys(stack, settings, runtime, store)
             loop = asyncio.get_running_loop()
-            # First load of the pinned realms runs in the background: the service answers (and
-            # /readyz says "not ready") while Keycloak is slow or down at start.
-            runtime.prefetch = loop.create_task(cache.refresh_due())
-            refresher = loop.create_task(
-                cache.run_refresher(max(1.0, min(float(settings.jwks_retry), settings.jwks_ttl / 10)))
-            )
-            stack.callback(refresher.cancel)
-            stack.callback(runtime.prefetch.cancel)
-            runtime.published = published_realms(settings, runtime, store)
-            publisher = loop.create_task(runtime.published.run(), name="jwks publisher")
-            stack.push_async_callback(_cancel, publisher)
             audit = deps.audit
             if audit is None:
                 audit = await stack.enter_async_context(
@@ -189,6 +204,7 @@ class WebhookApp:
             await self._start_actions(
                 stack, runtime=runtime, store=store, client=client, audit=counting, registry=registry
             )
+            self._start_backchannel(revocations, verifier, counting)
             log.info(
                 "webhook.started",
                 version=__version__,
@@ -203,6 +219,7 @@ class WebhookApp:
             finally:
                 self.hook.services = None
                 self.actions.services = None
+                self.backchannel.services = None
                 self.runtime = None
                 log.info("webhook.stopping")
 
@@ -248,6 +265,21 @@ class WebhookApp:
             max_body_bytes=settings.max_body_bytes,
         )
 
+    def _start_backchannel(self, revocations: RevocationService | None, verifier: Verifier, audit: AuditSink) -> None:
+        """The back-channel logout endpoint's services (revocations off: it answers 404)."""
+        settings = self.settings
+        self.backchannel.enabled = revocations is not None
+        if revocations is not None:
+            self.backchannel.services = LogoutServices(
+                verifier=verifier,
+                revocations=revocations,
+                audit=audit,
+                audiences=settings.backchannel_logout_audiences,
+                max_body_bytes=settings.max_token_bytes + 1024,
+                wall_clock=self.deps.wall_clock,
+                log=get_logger("webhook.revocations"),
+            )
+
     async def _healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
@@ -265,6 +297,10 @@ class WebhookApp:
             body["audit_detail"] = detail
         if runtime.store is not None:  # informative too: the hook does not need the actions' database
             body["database"] = "ok" if runtime.store.ready.is_set() else "migrating"
+        if runtime.revocations is not None:  # ready once loaded; uncertain is informative (REVOCATION_*)
+            body["revocations"] = runtime.revocations.status()
+            ready = ready and runtime.revocations.loaded
+            body["ready"] = ready
         return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json")
 
     async def _jwks(self, _request: Request) -> Response:
@@ -292,8 +328,53 @@ class WebhookApp:
 
 
 def needs_store(settings: Settings) -> bool:
-    """Whether the actions, the worker or the strict registry need the database."""
-    return settings.actions_secret is not None or settings.provisioning_worker or settings.strict_realm_registry
+    """Whether the actions, the worker, the strict registry or the revocations need the database."""
+    return (
+        settings.actions_secret is not None
+        or settings.provisioning_worker
+        or settings.strict_realm_registry
+        or settings.revocations
+    )
+
+
+def start_revocations(
+    settings: Settings, store: DataStore | None, deps: Dependencies, stack: contextlib.AsyncExitStack
+) -> RevocationService | None:
+    """The revocation service (injected, or built on the store when REVOCATIONS) and its sync task."""
+    service = deps.revocations
+    if service is None and settings.revocations and store is not None:
+        service = RevocationService(
+            store,
+            policy=RevocationPolicy(
+                max_token_lifetime=settings.revocation_max_token_lifetime,
+                leeway=settings.leeway,
+                max_entries=settings.revocation_max_entries,
+                max_lag=settings.revocation_max_lag,
+                fail_closed=settings.revocation_fail_closed,
+            ),
+            database_url=settings.database_url.reveal(),
+            schema=settings.database_schema,
+            clock=deps.clock,
+            wall_clock=deps.wall_clock,
+            log=get_logger("webhook.revocations"),
+        )
+    if service is None:
+        return None
+    deps.metrics.watch_revocations(service)
+    task = asyncio.get_running_loop().create_task(_after_ready(store, service.run()), name="revocations")
+    stack.push_async_callback(_cancel, task)
+    return service
+
+
+async def _after_ready(store: DataStore | None, job: Coroutine[Any, Any, None]) -> None:
+    """Run `job` once the store's schema is usable (auto-migrate may still be running)."""
+    try:
+        if store is not None:
+            await store.ready.wait()
+    except BaseException:
+        job.close()
+        raise
+    await job
 
 
 def realm_registry(settings: Settings, store: DataStore, deps: Dependencies) -> DbRealmRegistry:
@@ -357,7 +438,11 @@ def provisioning_worker(
             backoff_max=settings.provisioning_backoff_max,
             lease=settings.provisioning_lease,
         ),
-        urls=PortalUrls(voting_portal=settings.voting_portal_url, admin_portal=settings.admin_portal_url),
+        urls=PortalUrls(
+            voting_portal=settings.voting_portal_url,
+            admin_portal=settings.admin_portal_url,
+            backchannel_logout=settings.backchannel_logout_url,
+        ),
         log=get_logger("webhook.provisioning"),
         wall_clock=deps.wall_clock,
         worker_id=deps.worker_id,
@@ -395,6 +480,7 @@ def build_runtime(
     deps: Dependencies,
     *,
     realm_registry: RealmRegistry | None = None,
+    revocations: RevocationService | None = None,
 ) -> Runtime:
     """Realm policy, JWKS cache and verifier for these settings (no task started, no IO yet)."""
     realms = RealmPolicy(settings.issuer_urls, settings.extra_realms, settings.keycloak_url)
@@ -423,10 +509,11 @@ def build_runtime(
         token_cache=tokens,
         realm_registry=realm_registry,
         on_verified=labels.verified,
+        revoked=None if revocations is None else revocations.revoked,
     )
     deps.metrics.watch_token_cache(tokens)
     deps.metrics.watch_jwks(cache)
-    return Runtime(settings, cache, verifier, deps.metrics, realms, tokens, labels)
+    return Runtime(settings, cache, verifier, deps.metrics, realms, tokens, labels, revocations=revocations)
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:

@@ -1,7 +1,8 @@
 """The `webhook` command: a thin click layer over plain functions (uvicorn's CLI shape).
 
 Commands: serve, dev, check-config, probe-jwks REALM, explain, db upgrade|downgrade|current,
-audit list|top|prune, worker, provisioning status|retry|check|secret|render. Each reads the settings once; a
+audit list|top|prune, worker, provisioning status|retry|check|secret|render,
+sessions revoke|list. Each reads the settings once; a
 bad setting exits with status 2 and a message naming the variable.
 """
 
@@ -14,6 +15,7 @@ import gc
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, NoReturn, TypeVar
 
@@ -32,13 +34,17 @@ from webhook.datastore import DataStore
 from webhook.db import current_revision, head_revision, make_engine, make_sessionmaker, migrate
 from webhook.httpbounds import BoundedHttpToolsProtocol
 from webhook.jwks import JwksFetcher
+from webhook.logouttoken import MAX_ID_CHARS
 from webhook.logs import configure, get_logger, terminal_text
 from webhook.provisioning.jobs import job_as_dict, list_jobs, requeue
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin, KeycloakAdminError
 from webhook.provisioning.reconciler import RealmReconciler
 from webhook.provisioning.templates import PortalUrls, load_template, render, render_named
-from webhook.realms import parse_realm_name
+from webhook.realms import REALM_NAME_RE, parse_realm_name
 from webhook.reasons import Reason, Rejected
+from webhook.revocations import Revocation
+from webhook.revocationstore import active as revocation_active
+from webhook.revocationstore import insert as revocation_insert
 from webhook.session import choose_role
 from webhook.verifier import TokenRejected
 
@@ -597,9 +603,82 @@ def provisioning_render(tenant_id: str, event_id: str | None) -> None:
     if parse_realm_name(name) is None:
         _fail("--tenant and --event must be UUIDs")
     kind: Literal["tenant", "event"] = "event" if event_id else "tenant"
-    urls = PortalUrls(voting_portal=settings.voting_portal_url, admin_portal=settings.admin_portal_url)
+    urls = PortalUrls(
+        voting_portal=settings.voting_portal_url,
+        admin_portal=settings.admin_portal_url,
+        backchannel_logout=settings.backchannel_logout_url,
+    )
     realm = render(load_template(kind), kind, tenant_id=tenant_id, event_id=event_id, urls=urls)
     click.echo(orjson.dumps(realm, option=orjson.OPT_INDENT_2).decode())
+
+
+@main.group()
+def sessions() -> None:
+    """Session revocations (back-channel logout): revoke a session or a user by hand, list active ones."""
+
+
+@sessions.command("revoke")
+@click.option("--realm", required=True, help="Realm of the session or user.")
+@click.option("--sid", default=None, help="Keycloak session id: every token of this session is refused.")
+@click.option("--user", "sub", default=None, help="User id (sub): every token of the user issued until now.")
+def sessions_revoke(realm: str, sid: str | None, sub: str | None) -> None:
+    """Revoke one session or every current session of a user, on every replica within a second."""
+    if (sid is None) == (sub is None):
+        _fail("give exactly one of --sid and --user")
+    if not REALM_NAME_RE.fullmatch(realm):
+        _fail(f"--realm: {realm!r} is not a valid realm name")
+    for name, value in (("--sid", sid), ("--user", sub)):
+        if value is not None and not 0 < len(value) <= MAX_ID_CHARS:
+            _fail(f"{name}: 1..{MAX_ID_CHARS} characters")
+    settings = load_settings(require_keycloak=False)
+    now = time.time()
+    revocation = Revocation(
+        realm=realm,
+        sid=sid,
+        sub=sub,
+        before=now,
+        expires_at=now + settings.revocation_max_token_lifetime + settings.leeway,
+        created_at=now,
+    )
+
+    async def store_it(store: DataStore) -> bool:
+        async with store.transaction() as session:
+            return await revocation_insert(session, revocation, source="operator", jti=None)
+
+    asyncio.run(_with_store(settings, store_it))
+    what = f"session {sid}" if sid is not None else f"user {sub} (tokens issued until now)"
+    click.echo(
+        f"{realm}: revoked {what} until {dt.datetime.fromtimestamp(revocation.expires_at, dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
+    )
+
+
+@sessions.command("list")
+@click.option("--realm", required=True, help="Only this realm.")
+@_FORMAT
+def sessions_list(realm: str, fmt: str) -> None:
+    """Active revocations of REALM, oldest first."""
+    settings = load_settings(require_keycloak=False)
+    rows = asyncio.run(_query(settings, lambda session: revocation_active(session, time.time(), realm=realm)))
+    items = [
+        {
+            "realm": row.realm,
+            "sid": row.sid,
+            "sub": row.sub,
+            "before": row.before.isoformat(),
+            "expires_at": row.expires_at.isoformat(),
+            "created_at": row.created_at.isoformat(),
+            "source": row.source,
+        }
+        for row in rows
+    ]
+    if fmt == "json":
+        click.echo(orjson.dumps(items, option=orjson.OPT_INDENT_2).decode())
+        return
+    headers = [("sid", 38), ("sub", 38), ("before", 20), ("expires_at", 20), ("source", 11)]
+    table = [
+        [i["sid"] or "-", i["sub"] or "-", str(i["before"])[:19], str(i["expires_at"])[:19], i["source"]] for i in items
+    ]
+    click.echo(_table(headers, table))
 
 
 async def _with_store(settings: Settings, job: Callable[[DataStore], Awaitable[T]]) -> T:

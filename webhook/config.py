@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Final
+from typing import Final, TypedDict
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
@@ -386,6 +386,55 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "once (a realm seen registered before stays registered).",
         "4",
     ),
+    # -- session revocation: OIDC back-channel logout (issue 15) --------------------------------
+    Variable(
+        "BACKCHANNEL_LOGOUT_URL",
+        "",
+        "URL Keycloak reaches `POST /keycloak/backchannel-logout` on; written into the portal clients of "
+        "new and provisioned realms (`backchannel.logout.url`, session required). Empty: not written.",
+        "http://webhook:8080/keycloak/backchannel-logout",
+    ),
+    Variable(
+        "REVOCATIONS",
+        "auto",
+        "Honour back-channel logouts and `webhook sessions revoke` (needs the database). auto: on when "
+        "BACKCHANNEL_LOGOUT_URL is set.",
+        "true",
+    ),
+    Variable(
+        "BACKCHANNEL_LOGOUT_AUDIENCES",
+        "admin-portal,voting-portal",
+        "Comma-separated client ids a logout token's `aud` must name one of. Empty: any audience.",
+        "admin-portal,voting-portal",
+    ),
+    Variable(
+        "REVOCATION_MAX_TOKEN_LIFETIME_SECONDS",
+        "3600",
+        "Longest access-token lifetime of any trusted realm; a revocation is kept this long plus "
+        "CLOCK_LEEWAY_SECONDS, after which no token it covers can still be valid.",
+        "300",
+    ),
+    Variable(
+        "REVOCATION_MAX_ENTRIES",
+        "1000000",
+        "Most active revocations held in memory; past it the oldest is dropped and the process reports "
+        "itself uncertain until that revocation would have expired.",
+        "1000000",
+    ),
+    Variable(
+        "REVOCATION_MAX_LAG_SECONDS",
+        "5",
+        "A process whose link to the database (LISTEN connection) has been down longer than this is "
+        "uncertain: `/readyz` and `webhook_revocation_uncertain` say so.",
+        "5",
+    ),
+    Variable(
+        "REVOCATION_FAIL_CLOSED",
+        "true",
+        "While uncertain, refuse (session_revoked) every token issued before the link was lost. false: "
+        "keep accepting them (a logout during the outage takes effect when the link is back).",
+        "true",
+    ),
 )
 _DEFAULTS: Final = {v.name: v.default for v in VARIABLES}
 
@@ -573,6 +622,45 @@ def _schema(name: str, value: str) -> str | None:
     return schema
 
 
+class _RevocationArgs(TypedDict):
+    backchannel_logout_url: str | None
+    revocations: bool
+    backchannel_logout_audiences: frozenset[str]
+    revocation_max_token_lifetime: int
+    revocation_max_entries: int
+    revocation_max_lag: float
+    revocation_fail_closed: bool
+
+
+def _revocation(get: Callable[[str], str]) -> _RevocationArgs:
+    """The session revocation settings (issue 15), as `Settings` keyword arguments."""
+    url_raw = get("BACKCHANNEL_LOGOUT_URL").strip()
+    url = None
+    if url_raw:
+        url = _base_url("BACKCHANNEL_LOGOUT_URL", url_raw)
+    choice = get("REVOCATIONS").strip().lower()
+    enabled = url is not None if choice == "auto" else _bool("REVOCATIONS", choice)
+    audiences = _csv(get("BACKCHANNEL_LOGOUT_AUDIENCES"))
+    for audience in audiences:
+        if not _ROLE_RE.fullmatch(audience):
+            raise ConfigError(f"BACKCHANNEL_LOGOUT_AUDIENCES: {audience!r} is not a valid client id")
+    return {
+        "backchannel_logout_url": url,
+        "revocations": enabled,
+        "backchannel_logout_audiences": frozenset(audiences),
+        "revocation_max_token_lifetime": _int(
+            "REVOCATION_MAX_TOKEN_LIFETIME_SECONDS", get("REVOCATION_MAX_TOKEN_LIFETIME_SECONDS"), low=1, high=2_592_000
+        ),
+        "revocation_max_entries": _int(
+            "REVOCATION_MAX_ENTRIES", get("REVOCATION_MAX_ENTRIES"), low=1, high=100_000_000
+        ),
+        "revocation_max_lag": _float(
+            "REVOCATION_MAX_LAG_SECONDS", get("REVOCATION_MAX_LAG_SECONDS"), low=0.5, high=3600
+        ),
+        "revocation_fail_closed": _bool("REVOCATION_FAIL_CLOSED", get("REVOCATION_FAIL_CLOSED")),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The service's whole configuration. Build it with `Settings.from_environ`."""
@@ -644,6 +732,14 @@ class Settings:
     # ---- issue 13 hardening
     realm_lookup_rate: float = 50.0
     realm_lookup_max_concurrent: int = 4
+    # -- session revocation (issue 15)
+    backchannel_logout_url: str | None = None
+    revocations: bool = False
+    backchannel_logout_audiences: frozenset[str] = frozenset({"admin-portal", "voting-portal"})
+    revocation_max_token_lifetime: int = 3600
+    revocation_max_entries: int = 1_000_000
+    revocation_max_lag: float = 5.0
+    revocation_fail_closed: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, require_keycloak: bool = True) -> Settings:
@@ -795,6 +891,7 @@ class Settings:
             realm_lookup_max_concurrent=_int(
                 "REALM_LOOKUP_MAX_CONCURRENT", get("REALM_LOOKUP_MAX_CONCURRENT"), low=1, high=1000
             ),
+            **_revocation(get),
         )
 
     def describe(self) -> dict[str, object]:

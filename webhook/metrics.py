@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -37,6 +37,7 @@ AUDIT_BATCH_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 AUDIT_DROP_CAUSES: Final = ("queue_full", "journal_full", "refused", "shutdown")
 AUDIT_LIMITS: Final = ("pending_keys", "rows_per_bucket", "bucket_seconds", "journal_max_bytes")
 PROVISIONING_OUTCOMES: Final = ("done", "retry", "failed", "lost")
+FANOUT_LAG_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 PROVISIONING_STATUSES: Final = ("pending", "running", "done", "failed")
 REALM_STATES: Final = ("fresh", "stale", "loading", "failed", "missing")
 MAX_REALM_LABELS: Final = 100
@@ -175,6 +176,17 @@ class Metrics:
         """Expose the verified-token cache's hit/miss counts and sizes, read at scrape time (no hot-path cost)."""
         self.registry.register(_TokenCacheCollector(cache))
 
+    def watch_revocations(self, service: RevocationStatsSource) -> None:
+        """Expose the session revocation metrics (issue 15); the hot path only bumps plain ints."""
+        lag = Histogram(
+            "webhook_revocation_fanout_lag_seconds",
+            "Time from a revocation being stored (any replica) to this process holding it.",
+            buckets=FANOUT_LAG_BUCKETS,
+            registry=self.registry,
+        )
+        service.stats.lag_observer = lag.observe
+        self.registry.register(_RevocationCollector(service))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
         return generate_latest(self.registry)
@@ -300,6 +312,49 @@ class _TokenCacheCollector(Collector):
         entries.add_metric(["verified"], good)
         entries.add_metric(["rejected"], bad)
         yield entries
+
+
+class RevocationStatsSource(Protocol):
+    """What the metrics read from the revocation service (`webhook.revocationservice`)."""
+
+    @property
+    def stats(self) -> Any: ...
+
+    @property
+    def set(self) -> Any: ...
+
+    def uncertain(self) -> bool: ...
+
+
+class _RevocationCollector(Collector):
+    def __init__(self, service: RevocationStatsSource) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        service = self._service
+        received = CounterMetricFamily(
+            "webhook_revocations_received",
+            "Back-channel logout requests by result (taken, rejected, replayed, unavailable).",
+            labels=["result"],
+        )
+        for result, count in service.stats.received.items():
+            received.add_metric([result], count)
+        yield received
+        yield CounterMetricFamily(
+            "webhook_revocations_applied",
+            "Revocations this process started holding (its own, notified, or read on (re)connect).",
+            value=service.stats.applied,
+        )
+        yield CounterMetricFamily(
+            "webhook_revocation_hits",
+            "Tokens refused because their session was revoked (or revocations were uncertain, fail closed).",
+            value=service.set.hits,
+        )
+        yield GaugeMetricFamily(
+            "webhook_revocation_uncertain",
+            "1 while this process cannot be sure it holds every revocation (link down past the bound).",
+            value=1 if service.uncertain() else 0,
+        )
 
 
 class DecisionStats:

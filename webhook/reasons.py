@@ -56,6 +56,11 @@ class Reason(StrEnum):
     """The tenant or event named in the claims is not the realm's own."""
     ROLE_NOT_ALLOWED = "role_not_allowed"
     """The requested (or default) role is not in `x-hasura-allowed-roles`."""
+    SESSION_REVOKED = "session_revoked"
+    """The token's session (`sid`) or user (`sub`, issued before) was revoked by a back-channel logout or
+    `webhook sessions revoke`; or revocations are uncertain and the token is older than the outage."""
+    TOKEN_REPLAYED = "token_replayed"  # noqa: S105 - a reason code
+    """A logout token whose `jti` was already taken (back-channel logout endpoint only)."""
 
 
 class Rejected(Exception):

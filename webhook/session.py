@@ -42,6 +42,10 @@ class Identity:
     default_role: str
     allowed_roles: frozenset[str]
     exp: float
+    # what revocation checks need (webhook.revocations): the token's own `sid`, `sub` and `iat`
+    sid: str | None = None
+    sub: str | None = None
+    iat: float | None = None
     #: What the realm's kind allows (`webhook/powers.py`), attached by the verifier.
     powers: frozenset[Power] = frozenset()
 
@@ -114,7 +118,19 @@ def identity_from_claims(claims: Mapping[str, Any], realm: Realm, forbidden_role
         event_id = realm.event_id
 
     exp = claims["exp"]  # checked numeric and finite by token.check_claims
-    return Identity(realm, user_id, tenant_id, event_id, default_role, allowed - forbidden_roles, float(exp))
+    sid, sub, iat = claims.get("sid"), claims.get("sub"), claims.get("iat")  # iat: numeric or absent (check_claims)
+    return Identity(
+        realm,
+        user_id,
+        tenant_id,
+        event_id,
+        default_role,
+        allowed - forbidden_roles,
+        float(exp),
+        sid if type(sid) is str else None,
+        sub if type(sub) is str else None,
+        float(iat) if iat is not None else None,
+    )
 
 
 def choose_role(identity: Identity, requested: str | None) -> str:

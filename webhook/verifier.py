@@ -10,6 +10,10 @@ Order of checks (cheapest and most discriminating first; each has its own reason
  6. exp / nbf / iat (leeway), typ == Bearer, aud, azp                  token.check_claims
  7. Hasura claims present, well typed, agreeing with the realm        session.identity_from_claims
  8. the realm kind's powers attached; PLATFORM_ROLES kept only with them  powers.powers_of
+ 9. the session is not revoked (also checked on a verified-token cache hit)   RevocationService.revoked
+
+`verify_logout` runs checks 1-5 unchanged on a back-channel logout token, then the logout checks
+of `webhook.logouttoken` (never the access-token claims, never the cache).
 
 This is the only module that combines the pure checks with the cache's IO; the auth hook and the
 action handlers both call `Verifier.verify`, so a token means the same thing everywhere.
@@ -22,6 +26,7 @@ import hashlib
 from collections.abc import Callable
 
 from webhook.jwks import JwksCache
+from webhook.logouttoken import LogoutClaims, check_logout_claims
 from webhook.powers import Power, powers_of
 from webhook.realms import Realm, RealmPolicy, RealmRegistry
 from webhook.reasons import Reason, Rejected
@@ -51,6 +56,11 @@ class TokenRejected(Rejected):
         self.digest = digest
 
 
+def _revoked_rejection(identity: Identity, digest: bytes) -> TokenRejected:
+    facts = TokenFacts(sub=identity.sub, iss=None)
+    return TokenRejected(Rejected(Reason.SESSION_REVOKED, "the session was revoked"), facts, identity.realm, digest)
+
+
 class Verifier:
     """Verifies Keycloak access tokens from any trusted realm."""
 
@@ -69,6 +79,7 @@ class Verifier:
         token_cache: VerifiedTokenCache | None = None,
         realm_registry: RealmRegistry | None = None,
         on_verified: Callable[[str], None] | None = None,
+        revoked: Callable[[Identity], bool] | None = None,
     ) -> None:
         self._realms = realms
         self._cache = cache
@@ -83,6 +94,7 @@ class Verifier:
         self._tokens = token_cache
         self._realm_registry = realm_registry
         self._on_verified = on_verified  # realm name, once a signature verified with its keys
+        self._revoked = revoked  # the revocation check (webhook.revocationservice), after the cache too
 
     async def verify(self, token: str) -> Identity:
         """The identity `token` proves; `TokenRejected` with the reason of the first failed check."""
@@ -91,6 +103,9 @@ class Verifier:
         if tokens is not None:
             cached = tokens.get(digest)
             if type(cached) is Identity:
+                revoked = self._revoked
+                if revoked is not None and revoked(cached):
+                    raise _revoked_rejection(cached, digest)
                 return cached
             if type(cached) is CachedRejection:
                 raise TokenRejected(Rejected(cached.reason, cached.detail), cached.facts, cached.realm, digest)
@@ -98,18 +113,8 @@ class Verifier:
         realm: Realm | None = None
         try:
             parsed = parse_token(token, max_bytes=self._max_bytes)
-            check_algorithm(parsed, self._algorithms)
-            realm = self._realms.realm_from_issuer(parsed.claims.get("iss"))
-            registry = self._realm_registry
-            if registry is not None and not await registry.is_registered(realm):
-                raise Rejected(Reason.UNKNOWN_REALM, "realm is not registered in the database (strict registry)")
-            kid = parsed.kid
-            if kid is None:
-                raise Rejected(Reason.UNKNOWN_KID, "header kid is missing")
-            key = self._cache.cached_key(realm, kid) or await self._cache.key_for(realm, kid)
-            verify_signature(parsed, key, self._registry)
-            if self._on_verified is not None:
-                self._on_verified(realm.name)
+            realm = self._realm_of(parsed)
+            await self._check_signed(parsed, realm)
             check_claims(parsed.claims, self._claims, self._now())
             identity = identity_from_claims(parsed.claims, realm, self._forbidden)
             powers = powers_of(realm, self._super_tenant)
@@ -125,7 +130,43 @@ class Verifier:
             raise TokenRejected(exc, facts, realm, digest) from None
         if tokens is not None:
             tokens.put_identity(digest, identity)
+        revoked = self._revoked
+        if revoked is not None and revoked(identity):
+            raise _revoked_rejection(identity, digest)
         return identity
+
+    def _realm_of(self, parsed: ParsedToken) -> Realm:
+        """Checks 2-3: allowed alg, trusted issuer -> realm."""
+        check_algorithm(parsed, self._algorithms)
+        return self._realms.realm_from_issuer(parsed.claims.get("iss"))
+
+    async def _check_signed(self, parsed: ParsedToken, realm: Realm) -> None:
+        """Checks 3b-5: (registered), the realm's key by kid, the signature."""
+        registry = self._realm_registry
+        if registry is not None and not await registry.is_registered(realm):
+            raise Rejected(Reason.UNKNOWN_REALM, "realm is not registered in the database (strict registry)")
+        kid = parsed.kid
+        if kid is None:
+            raise Rejected(Reason.UNKNOWN_KID, "header kid is missing")
+        key = self._cache.cached_key(realm, kid) or await self._cache.key_for(realm, kid)
+        verify_signature(parsed, key, self._registry)
+        if self._on_verified is not None:
+            self._on_verified(realm.name)
+
+    async def verify_logout(self, token: str, *, audiences: frozenset[str]) -> tuple[Realm, LogoutClaims]:
+        """A back-channel logout token, checked as strictly as an access token (same realm binding and
+        keys) and then as the spec asks (`webhook.logouttoken`); `TokenRejected` otherwise. Never cached."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        parsed: ParsedToken | None = None
+        realm: Realm | None = None
+        try:
+            parsed = parse_token(token, max_bytes=self._max_bytes)
+            realm = self._realm_of(parsed)
+            await self._check_signed(parsed, realm)
+            claims = check_logout_claims(parsed, leeway=self._claims.leeway, audiences=audiences, now=self._now())
+        except Rejected as exc:
+            raise TokenRejected(exc, TokenFacts.of(parsed), realm, digest) from None
+        return realm, claims
 
     def explain_parse(self, token: str) -> tuple[TokenFacts, Realm | None]:
         """What a token claims (for `webhook explain`), without verifying or fetching anything."""

@@ -13,10 +13,13 @@ import asyncio
 import io
 import re
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+import anyio
+import httpx
 import orjson
 import pytest
 
@@ -34,8 +37,12 @@ from tests.security.forge import (
     with_signature,
 )
 from tests.security.support import OTHER_TENANT, TENANT, AdversarialStack, adversarial_stack, b64url, bearer
+from webhook.app import Dependencies, create_app
+from webhook.audit import MemorySink
+from webhook.config import Settings
 from webhook.decisionlog import DecisionLog
-from webhook.testing.keycloak import DROP, HASURA_CLAIMS, attacker_key, sign_raw
+from webhook.testing.keycloak import DROP, HASURA_CLAIMS, FakeKeycloak, attacker_key, sign_raw
+from webhook.testing.server import serve_asgi
 
 pytestmark = pytest.mark.anyio
 Build = Callable[[AdversarialStack], str]
@@ -70,6 +77,9 @@ ROWS: dict[str, str] = {
     "in any claimed field": "test_strings_a_backend_refuses_or_that_forge_log_lines",
     "a key removed by Keycloak coming back into use after a cache eviction": (
         "test_removed_key_back_after_cache_eviction"
+    ),
+    "a logout token that is forged, replayed, from another realm, or without the back-channel `events` member": (
+        "test_logout_token_forged_replayed_other_realm_or_without_events"
     ),
 }
 SECURITY_MD: Final = Path(__file__).resolve().parents[2] / "SECURITY.md"
@@ -694,3 +704,60 @@ async def test_removed_key_back_after_cache_eviction(tmp_path: Path) -> None:
         await s.expect_session(bearer(s.keycloak.mint(s.fresh_realm().name)))  # 3 pinned + 1: evicts `realm`
         await s.expect_session(bearer(s.keycloak.mint(realm.name, kid=new_kid)))  # fetched again, without the old key
         await s.expect_rejected(bearer(old_token), "unknown_kid", fetches=1)
+
+
+# --------------------------------------------------------------------------- logout tokens (issue 15)
+
+
+async def test_logout_token_forged_replayed_other_realm_or_without_events(tmp_path: Path) -> None:
+    """Each bad logout token answers 400 with its reason, is audited (hash only), and revokes nothing: the
+    session it names still opens; the honest one (the positive control) is taken once, then is a replay."""
+    async with FakeKeycloak.start() as keycloak:
+        realm = keycloak.add_realm(f"tenant-{uuid.uuid4()}")
+        other = keycloak.add_realm(f"tenant-{OTHER_TENANT}")
+        environ = {
+            "KEYCLOAK_URL": keycloak.url,
+            "PREFETCH_REALMS": realm.name,
+            "REVOCATIONS": "true",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threats.sqlite3'}",
+        }
+        audit = MemorySink()
+        app = create_app(Settings.from_environ(environ), Dependencies(audit=audit))
+        async with serve_asgi(app, lifespan="on") as served, httpx.AsyncClient(timeout=10) as client:
+            with anyio.fail_after(20):
+                while (await client.get(f"{served.url}/readyz")).status_code != 200:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            sid, sub = str(uuid.uuid4()), str(uuid.uuid4())
+            access = keycloak.mint(realm.name, sub=sub, claims={"sid": sid})
+            honest = keycloak.logout_token(realm.name, sub=sub, sid=sid)
+            bad = {
+                "forged": (
+                    keycloak.logout_token(realm.name, sub=sub, sid=sid, signing_key=attacker_key()),
+                    "bad_signature",
+                ),
+                "other realm's key": (
+                    keycloak.logout_token(realm.name, sub=sub, sid=sid, signing_key=other.private_key()),
+                    "bad_signature",
+                ),
+                "without events": (
+                    keycloak.logout_token(realm.name, sub=sub, sid=sid, claims={"events": DROP}),
+                    "claims_invalid",
+                ),
+            }
+            url = f"{served.url}/keycloak/backchannel-logout"
+            for token, reason in bad.values():
+                answer = await client.post(url, data={"logout_token": token})
+                assert (answer.status_code, answer.json()["reason"]) == (400, reason)
+                assert answer.headers["cache-control"] == "no-store"
+                opened = await client.get(f"{served.url}/hasura/auth", headers=bearer(access))
+                assert opened.status_code == 200
+            assert (await client.post(url, data={"logout_token": honest})).status_code == 200
+            replay = await client.post(url, data={"logout_token": honest})
+            assert (replay.status_code, replay.json()["reason"]) == (400, "token_replayed")
+            assert [r.reason.value for r in audit.records] == [
+                "bad_signature",
+                "bad_signature",
+                "claims_invalid",
+                "token_replayed",
+            ]
+            assert all(token[:20] not in repr(audit.records) for token, _ in bad.values())

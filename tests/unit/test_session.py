@@ -59,7 +59,8 @@ def make_identity(**hasura: Any) -> Identity:
 
 
 def test_identity_of_tenant_token() -> None:
-    """A good tenant token gives its user, tenant, roles and expiry; no event."""
+    """A good tenant token gives its user, tenant, roles and expiry; no event; and its sid, sub and iat
+    (what the revocation check needs)."""
     claims = with_hasura()
     identity = identity_from_claims(claims, TENANT, FORBIDDEN)
     assert identity == Identity(
@@ -70,6 +71,9 @@ def test_identity_of_tenant_token() -> None:
         default_role="admin-user",
         allowed_roles=frozenset(ROLES),
         exp=float(claims["exp"]),
+        sid=claims["sid"],
+        sub=claims["sub"],
+        iat=float(claims["iat"]),
     )
 
 

@@ -5,7 +5,8 @@ Rules of this module:
   JSON for a placeholder tenant `00000000-0000-0000-0000-000000000000` (and event `…0001`), so they can
   also be imported as they are (`webhook provisioning render` prints one for real ids).
 - Rendering replaces the placeholder ids everywhere (realm name, default role, attributes, hardcoded
-  claim mappers, client URLs), sets the portals' `rootUrl`s from the configuration, writes the Hasura
+  claim mappers, client URLs), sets the portals' `rootUrl`s (and, with BACKCHANNEL_LOGOUT_URL, their
+  back-channel logout attributes, session required) from the configuration, writes the Hasura
   claim names from `webhook.session` (one source of truth), and strips whatever Keycloak must generate
   itself: every `id`, client secrets, user credentials and key providers.
 - `problems()` lists what makes a representation unusable for the auth hook (missing client, mapper or
@@ -59,6 +60,21 @@ class PortalUrls:
 
     voting_portal: str = "http://127.0.0.1:3000"
     admin_portal: str = "http://127.0.0.1:3002"
+    backchannel_logout: str | None = None  # BACKCHANNEL_LOGOUT_URL: where Keycloak POSTs logout tokens
+
+
+#: Back-channel logout attributes of the portal clients (Keycloak's `OIDCConfigAttributes`); the URL is added
+#: from `PortalUrls.backchannel_logout`, and `frontchannelLogout` is turned off (with it on, Keycloak 26 sends the
+#: client no back-channel logout at all). Offline tokens are not revoked by a logout (the portals hold none).
+BACKCHANNEL_ATTRIBUTES: Final = {
+    "backchannel.logout.session.required": "true",
+    "backchannel.logout.revoke.offline.tokens": "false",
+}
+
+
+def backchannel_attributes(url: str) -> dict[str, str]:
+    """The client attributes that make Keycloak send back-channel logouts for every session to `url`."""
+    return {"backchannel.logout.url": url, **BACKCHANNEL_ATTRIBUTES}
 
 
 def load_template(kind: RealmKind) -> dict[str, Any]:
@@ -138,6 +154,9 @@ def render(
         root = roots.get(client.get("clientId", ""))
         if root is not None:
             client["rootUrl"] = root
+            if urls.backchannel_logout is not None:
+                client.setdefault("attributes", {}).update(backchannel_attributes(urls.backchannel_logout))
+                client["frontchannelLogout"] = False  # Keycloak 26 sends no back-channel logout while it is on
         for name, mapper in _mappers(client).items():
             if name in hasura_claims(kind):
                 mapper.setdefault("config", {})["claim.name"] = keycloak_claim(name)
@@ -191,11 +210,13 @@ def problems(realm: Mapping[str, Any], kind: RealmKind) -> list[str]:
 
 
 __all__ = [
+    "BACKCHANNEL_ATTRIBUTES",
     "CLIENTS",
     "PLACEHOLDER_EVENT",
     "PLACEHOLDER_TENANT",
     "PortalUrls",
     "RealmKind",
+    "backchannel_attributes",
     "hasura_claims",
     "keycloak_claim",
     "load_template",

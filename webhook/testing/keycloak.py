@@ -22,7 +22,9 @@ Rules of this module:
   real server.
   The signature is always computed with ``alg`` (default: the key's), whatever the header claims.
 - Fault modes never sleep: "slow" blocks on an event set by ``release_slow()`` and by shutdown.
-- Everything received is recorded; the fakes never make a request themselves.
+- Everything received is recorded; the fakes never make a request themselves, except
+  ``send_backchannel_logout`` when a test calls it (Keycloak's back-channel logout POST, as the real
+  26.7.3 sends it: ``logout_token`` minted by ``logout_token``).
 - The admin API (``configure_admin``; modelled in ``webhook/testing/fakeadmin.py`` on what the real
   Keycloak did in tests): the client-credentials token endpoint of the admin realm and the realm,
   partial-import, client, mapper, role and secret endpoints behind its bearer tokens. A realm created
@@ -161,6 +163,7 @@ ROLES: Final[tuple[str, ...]] = (
 )
 
 HASURA_CLAIMS: Final = "https://hasura.io/jwt/claims"
+BACKCHANNEL_LOGOUT_EVENT: Final = "http://schemas.openid.net/event/backchannel-logout"
 
 Behaviour = Literal["ok", "down", "slow", "garbage", "html", "huge", "redirect", "empty_keys"]
 #: The OAuth grant a minted token stands for (what ``sid`` and ``scope`` depend on).
@@ -760,6 +763,59 @@ class FakeKeycloak:
             signing_alg = alg if alg is not None else (entry.alg if entry.use == "sig" else "RS256")
         protected = _merge({"alg": signing_alg, "typ": "JWT", "kid": header_kid}, header)
         return sign_raw(protected, payload, key, alg=signing_alg)
+
+    def logout_token(
+        self,
+        realm: str,
+        *,
+        sub: str | None = None,
+        sid: str | None = None,
+        client_id: str = "voting-portal",
+        now: int | None = None,
+        claims: Mapping[str, Any] | None = None,
+        header: Mapping[str, Any] | None = None,
+        signing_key: SigningKey | None = None,
+    ) -> str:
+        """A back-channel logout token shaped as Keycloak 26 sends it (``TokenManager.initLogoutToken``).
+
+        Header ``{"alg", "typ": "logout+jwt", "kid"}``; claims in Keycloak's order: ``exp`` (iat + 120),
+        ``iat``, ``jti``, ``iss``, ``aud`` (the client id), ``sub``, ``typ: "Logout"``, ``sid`` (omitted when
+        None: the client's ``backchannel.logout.session.required`` off), ``events``. Overrides and ``DROP``
+        work as in ``mint``.
+        """
+        fake_realm = self._realms[realm]
+        issued = int(time.time()) if now is None else now
+        payload: dict[str, Any] = {
+            "exp": issued + 120,
+            "iat": issued,
+            "jti": str(uuid.uuid4()),
+            "iss": fake_realm.issuer,
+            "aud": client_id,
+            "sub": sub if sub is not None else str(uuid.uuid4()),
+            "typ": "Logout",
+        }
+        if sid is not None:
+            payload["sid"] = sid
+        payload["events"] = {BACKCHANNEL_LOGOUT_EVENT: {}}
+        _merge(payload, claims)
+        entry = fake_realm._active_entry()
+        key: SigningKey = signing_key if signing_key is not None else entry.key
+        alg = _guess_alg(signing_key) if signing_key is not None else entry.alg
+        protected = _merge({"alg": alg, "typ": "logout+jwt", "kid": entry.kid}, header)
+        return sign_raw(protected, payload, key, alg=alg)
+
+    async def send_backchannel_logout(self, url: str, logout_token: str) -> tuple[int, bytes]:
+        """POST ``logout_token`` to a client's ``backchannel.logout.url`` as Keycloak does (form body,
+        Apache HttpClient headers); the status and body of the answer. The one request a fake makes."""
+        import httpx  # noqa: PLC0415 - only this call needs a client
+
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+            response = await client.post(
+                url,
+                data={"logout_token": logout_token},
+                headers={"User-Agent": "Apache-HttpClient/4.5.14 (Java/21.0.8)", "Accept-Encoding": "gzip,deflate"},
+            )
+        return response.status_code, response.content
 
     # ---- behaviour and counters
 

@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -37,6 +36,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+
+from webhook.testing.serveproc import free_port as _free_port
+from webhook.testing.serveproc import stop_group
 
 __all__ = [
     "KEYCLOAK_VERSION",
@@ -141,12 +143,6 @@ def distribution() -> Path:
     return home
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class RealKeycloak:
     """One running Keycloak: its URLs, its bootstrap admin, and how to stop it."""
@@ -239,14 +235,7 @@ class RealKeycloak:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        stop_group(process, STOP_TIMEOUT_SECONDS)
         # the JVM may outlive kc.sh for a moment: make sure nothing of the group is left
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
