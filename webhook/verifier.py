@@ -30,7 +30,6 @@ from webhook.token import (
     TokenFacts,
     check_algorithm,
     check_claims,
-    make_registry,
     verify_signature,
 )
 from webhook.token import parse as parse_token
@@ -70,7 +69,6 @@ class Verifier:
         self._realms = realms
         self._cache = cache
         self._algorithms = algorithms
-        self._registry = make_registry(algorithms)
         self._claims = claims
         self._forbidden = forbidden_roles
         self._platform = platform_roles
@@ -103,7 +101,7 @@ class Verifier:
             if kid is None:
                 raise Rejected(Reason.UNKNOWN_KID, "header kid is missing")
             key = self._cache.cached_key(realm, kid) or await self._cache.key_for(realm, kid)
-            verify_signature(parsed, key, self._registry)
+            verify_signature(parsed, key)
             check_claims(parsed.claims, self._claims, self._now())
             identity = identity_from_claims(parsed.claims, realm, self._forbidden)
             if identity.tenant_id != self._super_tenant and identity.allowed_roles & self._platform:
