@@ -15,3 +15,5 @@ from tests.security.support import AdversarialStack, adversarial_stack
 async def sec(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AdversarialStack]:
     async with adversarial_stack(tmp_path_factory.mktemp("security")) as stack:
         yield stack
+        # every token the module's attacks sent went through joserfc too (tests/jwsoracle.py)
+        assert stack.oracle_checks > 0
