@@ -152,15 +152,17 @@ curl -sf -o /dev/null -m 1 "$KC/__stats" || { cat "$OUT/keycloak.log" >&2; die "
 curl -sf -o /dev/null "$KC/realms/$REALM/protocol/openid-connect/certs" || die "the fake Keycloak does not serve $REALM"
 jwks_fetches() { curl -sf -m 2 "$KC/__stats/jwks_fetches/$REALM" || echo 0; }
 
-AUDIT_DB=$DATA/audit.sqlite3
+AUDIT_DB=$DATA/audit.sqlite3          # the bad scenario's: pre-filled, kept between runs (AUDIT_RESET=1 empties it)
+OTHER_DB=$DATA/audit-run.sqlite3      # the other scenarios' audit database, new for each run.sh
 SQLITE_URL=sqlite+aiosqlite:///$AUDIT_DB
 wants() { local s; for s in "${SCENARIOS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
-audit_url() { if [ "$1" = bad_pg ]; then echo "$PG_URL"; else echo "$SQLITE_URL"; fi; }
+audit_url() { case "$1" in bad_pg) echo "$PG_URL" ;; bad) echo "$SQLITE_URL" ;; *) echo "sqlite+aiosqlite:///$OTHER_DB" ;; esac; }
 audit_rows() { # audit_rows SCENARIO -> rows in that scenario's audit table now
   if [ "$1" = bad_pg ]; then "$PY" "$BENCH/prefill.py" "$PG_URL" --schema "$PG_SCHEMA" --count 2>/dev/null || echo -
   else "$PY" "$BENCH/prefill.py" "$SQLITE_URL" --count 2>/dev/null || echo -; fi
 }
-if [ "$AUDIT_RESET" = 1 ] || ! wants bad; then rm -f "$AUDIT_DB" "$AUDIT_DB-journal" "$AUDIT_DB-wal" "$AUDIT_DB-shm"; fi
+rm -f "$OTHER_DB" "$OTHER_DB-journal" "$OTHER_DB-wal" "$OTHER_DB-shm"
+if [ "$AUDIT_RESET" = 1 ]; then rm -f "$AUDIT_DB" "$AUDIT_DB-journal" "$AUDIT_DB-wal" "$AUDIT_DB-shm"; fi
 if wants bad && [ "$AUDIT_ROWS" -gt 0 ]; then
   echo "run.sh: pre-filling the SQLite audit table to $AUDIT_ROWS rows"
   "$PY" "$BENCH/prefill.py" "$SQLITE_URL" --rows "$AUDIT_ROWS" --realm "$REALM" || die "prefill of $AUDIT_DB failed"
