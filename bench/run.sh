@@ -183,9 +183,11 @@ async def main() -> None:
 asyncio.run(main())
 PYEOF
   fi
-  echo "run.sh: pre-filling the PostgreSQL audit table ($PG_SCHEMA) to $AUDIT_ROWS rows"
-  "$PY" "$BENCH/prefill.py" "$PG_URL" --schema "$PG_SCHEMA" --rows "$AUDIT_ROWS" --realm "$REALM" \
-    || die "prefill of PostgreSQL ($PG_URL, schema $PG_SCHEMA) failed: is it running?"
+  if [ "$AUDIT_ROWS" -gt 0 ]; then
+    echo "run.sh: pre-filling the PostgreSQL audit table ($PG_SCHEMA) to $AUDIT_ROWS rows"
+    "$PY" "$BENCH/prefill.py" "$PG_URL" --schema "$PG_SCHEMA" --rows "$AUDIT_ROWS" --realm "$REALM" \
+      || die "prefill of PostgreSQL ($PG_URL, schema $PG_SCHEMA) failed: is it running?"
+  fi
 fi
 
 code_version() { # fingerprint of the service's source at this moment (others may be editing it)
