@@ -23,7 +23,7 @@ from collections.abc import Callable
 from webhook.jwks import JwksCache
 from webhook.realms import Realm, RealmPolicy, RealmRegistry
 from webhook.reasons import Reason, Rejected
-from webhook.session import Identity, identity_from_claims
+from webhook.session import Identity, identity_from_claims, without_roles
 from webhook.token import (
     ClaimsPolicy,
     ParsedToken,
@@ -106,7 +106,9 @@ class Verifier:
             identity = identity_from_claims(parsed.claims, realm, self._forbidden)
             if identity.tenant_id != self._super_tenant and identity.allowed_roles & self._platform:
                 # platform-wide roles only from the super-admin tenant's realms (see PLATFORM_ROLES)
-                identity = dataclasses.replace(identity, allowed_roles=identity.allowed_roles - self._platform)
+                identity = dataclasses.replace(
+                    identity, allowed_roles=without_roles(identity.allowed_roles, self._platform)
+                )
         except Rejected as exc:
             facts = TokenFacts.of(parsed)
             if tokens is not None:

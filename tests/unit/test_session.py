@@ -15,6 +15,7 @@ from webhook.session import (
     choose_role,
     identity_from_claims,
     session_for,
+    without_roles,
 )
 
 from .conftest import (
@@ -69,6 +70,14 @@ def test_identities_share_role_sets_and_realm_strings() -> None:
     assert first.default_role is second.default_role
     assert first.tenant_id is EVENT.tenant_id
     assert first.event_id is EVENT.event_id
+
+
+def test_without_roles_is_shared() -> None:
+    """Removing the platform roles gives one shared set per (roles, removed), equal to the difference."""
+    roles = frozenset({"admin-user", "platform-admin"})
+    first = without_roles(roles, frozenset({"platform-admin"}))
+    assert first == {"admin-user"}
+    assert without_roles(frozenset(roles), frozenset({"platform-admin"})) is first
 
 
 def test_shared_role_sets_depend_on_the_forbidden_roles() -> None:
