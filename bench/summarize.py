@@ -93,10 +93,10 @@ def main() -> None:
     )
     print()
     print(
-        "| scenario | req/s median (min–max) | p50 ms | p99 ms | ratio to bare | p99 vs bare p99 "
+        "| scenario | req/s median (min–max) | p50 ms | p99 ms | ratio to bare | per CPU-second | p99 vs bare p99 "
         "| non-2xx | RSS MB | notes |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     summary: dict[tuple[str, int], dict[str, float]] = {}
     for scen, workers in configs:
         ours = rows.get((scen, workers, "ours"), [])
@@ -105,6 +105,13 @@ def main() -> None:
             continue
         rps = [r["rps"] for r in ours]
         ratios = [r["rps"] / bare[r["round"]]["rps"] for r in ours if r["round"] in bare and bare[r["round"]]["rps"]]
+        # requests per second of server CPU, ours / bare: what the ratio would be if both had a whole core
+        # (other processes on the core take CPU from both; this normalises that away, not the p99)
+        per_cpu = [
+            (r["rps"] / r["cpu_pct"]) / (bare[r["round"]]["rps"] / bare[r["round"]]["cpu_pct"])
+            for r in ours
+            if r["round"] in bare and r["cpu_pct"] > 0 and bare[r["round"]]["cpu_pct"] > 0 and bare[r["round"]]["rps"]
+        ]
         p99r = [
             r["p99_ms"] / bare[r["round"]]["p99_ms"] for r in ours if r["round"] in bare and bare[r["round"]]["p99_ms"]
         ]
@@ -201,6 +208,7 @@ def main() -> None:
             f"| {label(scen, workers)} | {fmt_int(med(rps))} ({fmt_int(min(rps))}–{fmt_int(max(rps))}) | "
             f"{fmt_ms(med([r['p50_ms'] for r in ours]))} | {fmt_ms(med([r['p99_ms'] for r in ours]))} | "
             f"{'-' if math.isnan(ratio) else f'{ratio:.1%}'} | "
+            f"{'-' if not per_cpu else f'{med(per_cpu):.1%}'} | "
             f"{'-' if math.isnan(p99ratio) else f'{p99ratio:.2f}×'} | {nz} | "
             f"{med([r['rss_kb'] for r in ours]) / 1024:.0f} | {'; '.join(notes)} |"
         )
