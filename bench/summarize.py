@@ -61,7 +61,7 @@ def main() -> None:
     rows: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
     with open(a.raw) as f:
         for r in csv.DictReader(f, delimiter="\t"):
-            for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "max_ms"):
+            for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "cpu_pct"):
                 r[k] = float(r[k])
             for k in (
                 "round",
@@ -72,7 +72,6 @@ def main() -> None:
                 "wraps",
                 "streamed",
                 "rss_kb",
-                "cpu_pct",
                 "jwks_fetches",
                 "cache_hits",
                 "cache_misses",
