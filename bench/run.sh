@@ -368,7 +368,7 @@ run_one() { # run_one ROUND SCENARIO WORKERS TARGET ATTEMPT: appends one row to 
     fi
   fi
   local ticks; ticks=$(getconf CLK_TCK)
-  local cpu; cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$ticks" -v s="$DURATION_S" 'BEGIN{printf "%.0f", 100*(b-a)/hz/s}')
+  local cpu; cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$ticks" -v s="$DURATION_S" 'BEGIN{printf "%.1f", 100*(b-a)/hz/s}')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$round" "$scen" "$target" "$workers" "$rps" "$p50_ms" "$p90_ms" "$p99_ms" "$max_ms" "$requests" "$non2xx" \
     "$errors" "$wraps" "$streamed" "$rss" "$cpu" "$((f1 - f0))" "$((c1[0] - c0[0]))" "$((c1[1] - c0[1]))" \
@@ -390,7 +390,7 @@ for round in $(seq "$ROUNDS"); do
       disturbed=
       for target in $order; do
         run_one "$round" "$scen" "$workers" "$target" "$attempt"
-        [ "$LAST_CPU" -ge "$DISTURBED_CPU" ] || disturbed="$disturbed $target ${LAST_CPU}%"
+        [ "${LAST_CPU%.*}" -ge "$DISTURBED_CPU" ] || disturbed="$disturbed $target ${LAST_CPU}%"
       done
       if [ -n "$disturbed" ] && [ "$workers" = 1 ] && [ "$attempt" -le "$REDO" ]; then
         echo "run.sh: round $round $scen disturbed (server cpu:$disturbed < ${DISTURBED_CPU}%): running the pair again"
