@@ -1,7 +1,7 @@
 """RSS of the service after many distinct tokens: is memory bounded (verified-token cache, negative cache,
 audit queue, logs)?
 
-Usage: .venv/bin/python bench/memory.py [--valid 200000] [--bad 1000000] [--conns 16] [--sample-every 50000]
+Usage: .venv/bin/python bench/memory.py [--valid 400000] [--bad 600000] [--conns 16] [--sample-every 50000]
                                         [--max-seconds 1800] [--log FILE] [--service-env "VAR=value ..."]
 
 Starts the fake Keycloak (bench/keycloak.py) and the service (`webhook serve`, same environment as
@@ -12,7 +12,9 @@ asyncio HTTP/1.1 client pinned to --client-cpu:
   2. --bad distinct tokens with random signatures (header and payload of a real token, 256 random
      bytes of signature: each is a new `bad_signature`, exercising the rejection path, the negative
      cache and the audit queue),
-sampling the service's VmRSS every --sample-every requests, and prints RSS before / after / peak.
+sampling the service's VmRSS every --sample-every requests, and prints RSS before / after / peak, plus
+the RSS at 0, 100,000 and all (by default 1,000,000) distinct tokens and the RSS per cached verified
+token (RSS growth over the first 100,000 valid tokens, the TOKEN_CACHE_SIZE default, / 100,000).
 This is not a throughput test. Logs go to /dev/null unless --log is given (a million lines is ~0.8 GB);
 the audit database is bench/.data/audit-memory.sqlite3, deleted at start and at the end (--keep-db).
 Only the processes started here are stopped.
@@ -171,8 +173,8 @@ async def drive(run: Run, source: Iterator[tuple[str, bytes]], conns: int) -> No
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--valid", type=int, default=200_000)
-    ap.add_argument("--bad", type=int, default=1_000_000)
+    ap.add_argument("--valid", type=int, default=400_000)
+    ap.add_argument("--bad", type=int, default=600_000)
     ap.add_argument("--conns", type=int, default=16)
     ap.add_argument("--sample-every", type=int, default=50_000)
     ap.add_argument("--max-seconds", type=float, default=1800)
@@ -274,6 +276,15 @@ def main() -> None:
             + (" (STOPPED at --max-seconds)" if run.timed_out else "")
         )
         print(f"memory: answers {dict(sorted(run.statuses.items()))}; warm tokens afterwards: {dict(again.statuses)}")
+        at = {done: rss for done, _, _, rss, _ in run.samples}
+        start_rss = run.samples[0][3]
+        if 100_000 in at and a.valid >= 100_000:
+            per = (at[100_000] - start_rss) * 1024 / 100_000
+            print(
+                f"memory: RSS at 0 distinct tokens {start_rss / 1024:.1f} MB, at 100,000 {at[100_000] / 1024:.1f} MB "
+                f"({per:,.0f} B per cached verified token), at {run.done:,} {after / 1024:.1f} MB "
+                f"(peak {peak / 1024:.1f} MB)"
+            )
         unexpected = {k: v for k, v in run.statuses.items() if (k[0] == "valid") != (k[1] == 200)}
         if unexpected:
             print(f"memory: UNEXPECTED answers: {unexpected}")

@@ -8,7 +8,9 @@ bench/keycloak.py. Files (one token per line):
 
   warm.txt         distinct valid tokens, the pool of the `warm`/`post`/`mixed` scenarios
   cold.txt         distinct valid tokens, each used at most once per server start (`cold`, `mixed`)
-  bad.txt          invalid signatures: signed by another RSA key, header kid = the realm's kid
+  bad.txt          distinct invalid signatures: header kid = the realm's kid, payload shaped like a real
+                   token with its own jti, signature a random integer below the realm key's modulus (so the
+                   service does the whole RSA verify before rejecting, as for a forged signature)
   unknown_kid.txt  validly signed, but the header kid is random and unknown to the realm
   meta.json        realm, issuer, tenant id, kid, counts
 
@@ -20,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import multiprocessing as mp
 import os
+import secrets
 import sys
 import time
 import uuid
@@ -41,25 +45,46 @@ CHUNK = 1000
 _kc: FakeKeycloak | None = None
 _realm = ""
 _foreign: RSAKey | None = None
+_modulus = 0
 
 
 def _init_worker(issuer_base: str, realm: str, pem: bytes, foreign_pem: bytes) -> None:
-    global _kc, _realm, _foreign
+    global _kc, _realm, _foreign, _modulus
     _kc = FakeKeycloak(issuer_base=issuer_base)
     _kc.add_realm(realm, signing_key_pem=pem, with_enc_key=False)
     _realm = realm
     _foreign = RSAKey.import_key(foreign_pem)
+    _modulus = RSAKey.import_key(pem).public_key.public_numbers().n
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _bad_tokens(count: int) -> list[str]:
+    """`count` distinct tokens with the realm's kid and a random signature below its modulus (no signing)."""
+    assert _kc is not None
+    head, body, _ = _kc.mint(_realm, lifetime=TEN_YEARS, signing_key=_foreign).split(".")
+    payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    size = (_modulus.bit_length() + 7) // 8
+    out = []
+    for _ in range(count):
+        payload["jti"] = str(uuid.uuid4())
+        body = _b64(json.dumps(payload, separators=(",", ":")).encode())
+        signature = (secrets.randbelow(_modulus - 1) + 1).to_bytes(size, "big")
+        out.append(f"{head}.{body}.{_b64(signature)}")
+    return out
 
 
 def _mint_chunk(job: tuple[str, int]) -> list[str]:
     kind, count = job
     assert _kc is not None
+    if kind == "bad":
+        return _bad_tokens(count)
     out = []
     for _ in range(count):
         if kind == "valid":
             out.append(_kc.mint(_realm, lifetime=TEN_YEARS))
-        elif kind == "bad":
-            out.append(_kc.mint(_realm, lifetime=TEN_YEARS, signing_key=_foreign))
         elif kind == "unknown_kid":
             kid = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
             out.append(_kc.mint(_realm, lifetime=TEN_YEARS, header={"kid": kid}))
@@ -100,11 +125,22 @@ def _mint_into(pool: Any, path: Path, kind: str, want: int, append: bool) -> Non
     tmp.replace(path)
 
 
+def _assert_distinct(path: Path) -> None:
+    """Exit if a token appears twice in `path`: the cold and bad scenarios rely on never repeating one."""
+    seen: set[bytes] = set()
+    with path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            digest = hashlib.sha256(line.strip()).digest()
+            if digest in seen:
+                sys.exit(f"prepare: {path.name} line {number} repeats an earlier token; run prepare.py --force")
+            seen.add(digest)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--warm", type=int, default=1000)
     ap.add_argument("--cold", type=int, default=int(os.environ.get("COLD_TOKENS", "200000")))
-    ap.add_argument("--bad", type=int, default=1000)
+    ap.add_argument("--bad", type=int, default=int(os.environ.get("BAD_TOKENS", "300000")))
     ap.add_argument("--unknown-kid", type=int, default=5000)
     ap.add_argument("--issuer-base", default="http://127.0.0.1:18090", help="public issuer base put in iss")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 2)
@@ -160,6 +196,13 @@ def main() -> None:
                 _mint_into(pool, path, kind, want, append=True)
             else:
                 _mint_into(pool, path, kind, want, append=False)
+    checked = meta.get("distinct_checked", {})
+    for name in ("cold.txt", "bad.txt"):
+        stat = (DATA / name).stat()
+        if checked.get(name) != [stat.st_size, stat.st_mtime_ns]:  # a file already checked is not read again
+            _assert_distinct(DATA / name)
+            checked[name] = [stat.st_size, stat.st_mtime_ns]
+    meta["distinct_checked"] = checked
     meta["counts"] = {name: _count_lines(DATA / name) for name in wants}
     with (DATA / "warm.txt").open() as f:
         meta["token_bytes"] = len(f.readline().strip())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark the auth hook against a bare Starlette endpoint, in the same run, with wrk.
 #
-#   bench/run.sh                      # all scenarios: warm cold mixed bad unknown_kid post
+#   bench/run.sh                      # all scenarios: warm cold mixed bad bad_pg unknown_kid post
 #   bench/run.sh warm bad             # some scenarios
 #   bench/run.sh --workers-compare    # warm with --workers 1 vs 2 (servers then on both cores)
 #   ROUNDS=1 DURATION=3s bench/run.sh warm bad     # a quick look
@@ -20,6 +20,11 @@
 #   REDO (2: a round's bare/ours pair is run again, up to REDO times, when either server got less than
 #      DISTURBED_CPU (85) % of its core, i.e. other processes took it; the discarded rows go to
 #      raw-discarded.tsv; single-worker runs only)
+#   AUDIT_ROWS (1000000: before the bad scenarios, the audit table is pre-filled up to this many rows with
+#      bench/prefill.py; rows already there count, and each run's rejections add more, so the table grows
+#      over the rounds) AUDIT_RESET (0; 1: start from an empty audit table, then pre-fill)
+#   PG_URL (postgresql+asyncpg://postgres@127.0.0.1:5432/test) PG_SCHEMA (bench_audit): the bad_pg
+#      scenario's audit database (loopback only; the schema is the bench's own)
 #   PROFILE (0; 1: record our service with py-spy during each measured run, pinned to WRK_CPU, into
 #      profile-*.txt + a top-functions summary; needs py-spy on PATH or PYSPY=/path/to/py-spy;
 #      sampling perturbs the numbers: profiled runs are for reading, not for the table)
@@ -45,7 +50,9 @@ SVC_PORT=${SVC_PORT:-18080} BARE_PORT=${BARE_PORT:-18081} KC_PORT=${KC_PORT:-180
 SERVICE_ENV=${SERVICE_ENV:-} KEEP_LOGS=${KEEP_LOGS:-0} PROFILE=${PROFILE:-0}
 WAIT_QUIET=${WAIT_QUIET:-60} QUIET_PCT=${QUIET_PCT:-15} REDO=${REDO:-2} DISTURBED_CPU=${DISTURBED_CPU:-85}
 export THREADS=${THREADS:-1}
-ALL_SCENARIOS=(warm cold mixed bad unknown_kid post)
+AUDIT_ROWS=${AUDIT_ROWS:-1000000} AUDIT_RESET=${AUDIT_RESET:-0}
+PG_URL=${PG_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/test} PG_SCHEMA=${PG_SCHEMA:-bench_audit}
+ALL_SCENARIOS=(warm cold mixed bad bad_pg unknown_kid post)
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 
@@ -57,7 +64,7 @@ for arg in "$@"; do
     -h|--help) sed -n '2,30p' "$BENCH/run.sh" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --workers-compare) COMPARE=1 ;;
     unknown-kid) SCENARIOS+=(unknown_kid) ;;
-    warm|cold|mixed|bad|unknown_kid|post) SCENARIOS+=("$arg") ;;
+    warm|cold|mixed|bad|bad_pg|unknown_kid|post) SCENARIOS+=("$arg") ;;
     *) die "unknown argument '$arg' (scenarios: ${ALL_SCENARIOS[*]}; option: --workers-compare)" ;;
   esac
 done
@@ -71,7 +78,7 @@ else
 fi
 [[ $DURATION =~ ^([0-9]+)(s|m)?$ ]] || die "DURATION must look like 10s, 3s or 1m, got '$DURATION'"
 DURATION_S=$(( BASH_REMATCH[1] * $([ "${BASH_REMATCH[2]}" = m ] && echo 60 || echo 1) ))
-for v in ROUNDS CONNS WORKERS PAUSE WAIT_QUIET QUIET_PCT REDO DISTURBED_CPU SVC_PORT BARE_PORT KC_PORT THREADS; do
+for v in ROUNDS CONNS WORKERS PAUSE WAIT_QUIET QUIET_PCT REDO DISTURBED_CPU SVC_PORT BARE_PORT KC_PORT THREADS AUDIT_ROWS; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
 done
 
@@ -99,14 +106,16 @@ for c in $SERVICE_CPU $WRK_CPU; do [ "$c" -lt "$NCPU" ] || die "cpu $c does not 
 meta() { "$PY" -c "import json,sys;print(json.load(open('$DATA/meta.json'))[sys.argv[1]])" "$1"; }
 REALM=$(meta realm); TENANT=$(meta tenant_id); ISSUER_BASE=$(meta issuer_base)
 WARM_FILE=$DATA/warm.txt COLD_FILE=$DATA/cold.txt BAD_FILE=$DATA/bad.txt UNKNOWN_FILE=$DATA/unknown_kid.txt
-WARM_TOKEN=$(head -1 "$WARM_FILE"); BAD_TOKEN=$(head -1 "$BAD_FILE")
+# the pre-run check's bad token is the file's last line: the bad scenarios stream from the first one, and
+# a token the check made the service reject (and cache) must not come back in the measured run
+WARM_TOKEN=$(head -1 "$WARM_FILE"); BAD_TOKEN=$(tail -1 "$BAD_FILE")
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 OUT=$BENCH/results/$STAMP
 mkdir -p "$OUT"
 RAW=$OUT/raw.tsv
-printf 'round\tscenario\ttarget\tworkers\trps\tp50_ms\tp90_ms\tp99_ms\tmax_ms\trequests\tnon2xx\terrors\twraps\tstreamed\trss_kb\tcpu_pct\tjwks_fetches\tcache_hits\tcache_misses\tlog_lines\treasons\tother_busy_pct\tcode\tattempt\tworker_cpu\n' > "$RAW"
+printf 'round\tscenario\ttarget\tworkers\trps\tp50_ms\tp90_ms\tp99_ms\tmax_ms\trequests\tnon2xx\terrors\twraps\tstreamed\trss_kb\tcpu_pct\tjwks_fetches\tcache_hits\tcache_misses\tlog_lines\treasons\tother_busy_pct\tcode\tattempt\tworker_cpu\taudit_rows\n' > "$RAW"
 head -1 "$RAW" > "$OUT/raw-discarded.tsv"
 
 # ------------------------------------------------------------------------------------------ processes
@@ -145,12 +154,47 @@ curl -sf -o /dev/null -m 1 "$KC/__stats" || { cat "$OUT/keycloak.log" >&2; die "
 curl -sf -o /dev/null "$KC/realms/$REALM/protocol/openid-connect/certs" || die "the fake Keycloak does not serve $REALM"
 jwks_fetches() { curl -sf -m 2 "$KC/__stats/jwks_fetches/$REALM" || echo 0; }
 
-AUDIT_DB=$DATA/audit.sqlite3
-rm -f "$AUDIT_DB" "$AUDIT_DB-journal" "$AUDIT_DB-wal" "$AUDIT_DB-shm"
+AUDIT_DB=$DATA/audit.sqlite3          # the bad scenario's: pre-filled, kept between runs (AUDIT_RESET=1 empties it)
+OTHER_DB=$DATA/audit-run.sqlite3      # the other scenarios' audit database, new for each run.sh
+SQLITE_URL=sqlite+aiosqlite:///$AUDIT_DB
+wants() { local s; for s in "${SCENARIOS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+audit_url() { case "$1" in bad_pg) echo "$PG_URL" ;; bad) echo "$SQLITE_URL" ;; *) echo "sqlite+aiosqlite:///$OTHER_DB" ;; esac; }
+audit_rows() { # audit_rows SCENARIO -> rows in that scenario's audit table now
+  if [ "$1" = bad_pg ]; then "$PY" "$BENCH/prefill.py" "$PG_URL" --schema "$PG_SCHEMA" --count 2>/dev/null || echo -
+  else "$PY" "$BENCH/prefill.py" "$SQLITE_URL" --count 2>/dev/null || echo -; fi
+}
+rm -f "$OTHER_DB" "$OTHER_DB-journal" "$OTHER_DB-wal" "$OTHER_DB-shm"
+if [ "$AUDIT_RESET" = 1 ]; then rm -f "$AUDIT_DB" "$AUDIT_DB-journal" "$AUDIT_DB-wal" "$AUDIT_DB-shm"; fi
+if wants bad && [ "$AUDIT_ROWS" -gt 0 ]; then
+  echo "run.sh: pre-filling the SQLite audit table to $AUDIT_ROWS rows"
+  "$PY" "$BENCH/prefill.py" "$SQLITE_URL" --rows "$AUDIT_ROWS" --realm "$REALM" || die "prefill of $AUDIT_DB failed"
+fi
+if wants bad_pg; then
+  case "$PG_URL" in postgresql+asyncpg://*@127.0.0.1:*|postgresql+asyncpg://*@localhost:*) ;; *) die "PG_URL must be on loopback" ;; esac
+  [[ $PG_SCHEMA =~ ^bench_[a-z0-9_]+$ ]] || die "PG_SCHEMA must look like bench_<name> (the bench drops it with AUDIT_RESET=1)"
+  if [ "$AUDIT_RESET" = 1 ]; then
+    "$PY" - "$PG_URL" "$PG_SCHEMA" <<'PYEOF' || die "could not drop schema $PG_SCHEMA"
+import asyncio, sys
+from sqlalchemy import text
+from webhook.db import make_engine
+async def main() -> None:
+    engine = make_engine(sys.argv[1])
+    async with engine.begin() as c:
+        await c.execute(text(f'DROP SCHEMA IF EXISTS "{sys.argv[2]}" CASCADE'))
+    await engine.dispose()
+asyncio.run(main())
+PYEOF
+  fi
+  if [ "$AUDIT_ROWS" -gt 0 ]; then
+    echo "run.sh: pre-filling the PostgreSQL audit table ($PG_SCHEMA) to $AUDIT_ROWS rows"
+    "$PY" "$BENCH/prefill.py" "$PG_URL" --schema "$PG_SCHEMA" --rows "$AUDIT_ROWS" --realm "$REALM" \
+      || die "prefill of PostgreSQL ($PG_URL, schema $PG_SCHEMA) failed: is it running?"
+  fi
+fi
 PRELOAD_REVOCATIONS=${PRELOAD_REVOCATIONS:-0}
 [[ $PRELOAD_REVOCATIONS =~ ^[0-9]+$ ]] || die "PRELOAD_REVOCATIONS must be a number, got '$PRELOAD_REVOCATIONS'"
 if [ "$PRELOAD_REVOCATIONS" -gt 0 ]; then
-  "$PY" "$BENCH/revocations.py" --database "sqlite+aiosqlite:///$AUDIT_DB" --realm "$REALM" \
+  "$PY" "$BENCH/revocations.py" --database "sqlite+aiosqlite:///$OTHER_DB" --realm "$REALM" \
     --count "$PRELOAD_REVOCATIONS" || die "revocations.py failed"
   SERVICE_ENV="REVOCATIONS=true $SERVICE_ENV"
 fi
@@ -161,8 +205,10 @@ code_version() { # fingerprint of the service's source at this moment (others ma
 
 cpus_for() { if [ "$1" -gt 1 ]; then echo "$MULTI_CPUS"; else echo "$SERVICE_CPU"; fi; }
 
-start_server() { # start_server TARGET WORKERS LOG -> SRV_PID, URL
-  local target=$1 workers=$2 log=$3 cpus; cpus=$(cpus_for "$workers")
+start_server() { # start_server TARGET WORKERS LOG SCENARIO -> SRV_PID, URL
+  local target=$1 workers=$2 log=$3 scen=$4 cpus db_env; cpus=$(cpus_for "$workers")
+  db_env="DATABASE_URL=$(audit_url "$scen")"
+  [ "$scen" = bad_pg ] && db_env="$db_env DATABASE_SCHEMA=$PG_SCHEMA DATABASE_AUTO_MIGRATE=false"
   if [ "$target" = bare ]; then
     URL=http://127.0.0.1:$BARE_PORT/hasura/auth
     taskset -c "$cpus" "$ROOT/.venv/bin/uvicorn" bare:app --app-dir "$BENCH" --http httptools --loop uvloop \
@@ -173,7 +219,7 @@ start_server() { # start_server TARGET WORKERS LOG -> SRV_PID, URL
     # shellcheck disable=SC2086
     env -i PATH="$PATH" HOME="${HOME:-/root}" LANG="${LANG:-C.UTF-8}" \
       KEYCLOAK_URL="$KC" KEYCLOAK_ISSUER_URL="$ISSUER_BASE" PREFETCH_REALMS="$REALM" \
-      LOG_LEVEL=info LOG_FORMAT=json DATABASE_URL="sqlite+aiosqlite:///$AUDIT_DB" $SERVICE_ENV \
+      LOG_LEVEL=info LOG_FORMAT=json $db_env $SERVICE_ENV \
       taskset -c "$cpus" "$ROOT/.venv/bin/webhook" serve --host 127.0.0.1 --port "$SVC_PORT" --workers "$workers" \
       > "$log" 2>&1 & SRV_PID=$!
   fi
@@ -222,7 +268,7 @@ wrk_args() { # wrk_args SCENARIO -> the script arguments
     warm) echo "loop $WARM_FILE" ;;
     cold) echo "stream $COLD_FILE" ;;
     mixed) echo "mixed $WARM_FILE $COLD_FILE" ;;
-    bad) echo "loop $BAD_FILE" ;;
+    bad|bad_pg) echo "stream $BAD_FILE" ;;
     unknown_kid) echo "loop $UNKNOWN_FILE" ;;
     post) echo "post $WARM_FILE" ;;
   esac
@@ -269,8 +315,10 @@ run_one() { # run_one ROUND SCENARIO WORKERS TARGET ATTEMPT: appends one row to 
   tag=$target-$scen-w$workers-r$round$([ "$attempt" = 1 ] || echo "-a$attempt")
   [ "$target" = ours ] && code=$(code_version)
   log=$OUT/$tag.log
-  start_server "$target" "$workers" "$log" || { sleep 1; echo "run.sh: retrying start of $target" >&2;
-    start_server "$target" "$workers" "$log" || die "$target did not become ready (log: $log)"; }
+  local rows=-
+  [ "$target" = ours ] && case "$scen" in bad|bad_pg) rows=$(audit_rows "$scen") ;; esac
+  start_server "$target" "$workers" "$log" "$scen" || { sleep 1; echo "run.sh: retrying start of $target" >&2;
+    start_server "$target" "$workers" "$log" "$scen" || die "$target did not become ready (log: $log)"; }
   check_server "$target" "$scen" || die "$target answered wrongly before measuring (log: $log)"
   case "$scen" in
     warm|mixed) run_wrk "$WARMUP" warm > "$OUT/warmup-$tag.txt" ;;
@@ -311,6 +359,12 @@ run_one() { # run_one ROUND SCENARIO WORKERS TARGET ATTEMPT: appends one row to 
   line=$(grep '^RESULT' "$wout") || { cat "$wout" >&2; die "no RESULT line from wrk"; }
   local rps p50_ms p90_ms p99_ms max_ms requests non2xx errors wraps streamed kv
   for kv in ${line#RESULT }; do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
+  # cold and bad must never present a token twice within a run (the server is fresh for every run):
+  # the token file did not wrap, and the verified-token cache (both LRUs) saw no hit
+  case "$scen" in cold|bad|bad_pg)
+    [ "$wraps" = 0 ] || die "$scen: the token file wrapped $wraps time(s) within a run (tokens repeated): prepare.py --cold/--bad N"
+    [ "$target" = bare ] || [ "$((c1[0] - c0[0]))" = 0 ] || die "$scen: $((c1[0] - c0[0])) token-cache hits within a run: a token was repeated"
+  esac
   lines=$(wc -l < "$log")
   reasons=-
   if [ "$target" = ours ]; then
@@ -323,11 +377,11 @@ run_one() { # run_one ROUND SCENARIO WORKERS TARGET ATTEMPT: appends one row to 
     fi
   fi
   local ticks; ticks=$(getconf CLK_TCK)
-  local cpu; cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$ticks" -v s="$DURATION_S" 'BEGIN{printf "%.0f", 100*(b-a)/hz/s}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  local cpu; cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$ticks" -v s="$DURATION_S" 'BEGIN{printf "%.1f", 100*(b-a)/hz/s}')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$round" "$scen" "$target" "$workers" "$rps" "$p50_ms" "$p90_ms" "$p99_ms" "$max_ms" "$requests" "$non2xx" \
     "$errors" "$wraps" "$streamed" "$rss" "$cpu" "$((f1 - f0))" "$((c1[0] - c0[0]))" "$((c1[1] - c0[1]))" \
-    "$lines" "$reasons" "$other" "$code" "$attempt" "$wcpu" > "$OUT/.row-$target"
+    "$lines" "$reasons" "$other" "$code" "$attempt" "$wcpu" "$rows" > "$OUT/.row-$target"
   LAST_CPU=$cpu
   printf 'round %s/%s %-11s w%s %-4s %9.0f req/s  p50 %6.2f ms  p99 %7.2f ms  non2xx %-7s errors %-4s cpu %3s%%  rss %4d MB  jwks+%s%s\n' \
     "$round" "$ROUNDS" "$scen" "$workers" "$target" "$rps" "$p50_ms" "$p99_ms" "$non2xx" "$errors" "$cpu" \
@@ -345,7 +399,7 @@ for round in $(seq "$ROUNDS"); do
       disturbed=
       for target in $order; do
         run_one "$round" "$scen" "$workers" "$target" "$attempt"
-        [ "$LAST_CPU" -ge "$DISTURBED_CPU" ] || disturbed="$disturbed $target ${LAST_CPU}%"
+        [ "${LAST_CPU%.*}" -ge "$DISTURBED_CPU" ] || disturbed="$disturbed $target ${LAST_CPU}%"
       done
       if [ -n "$disturbed" ] && [ "$workers" = 1 ] && [ "$attempt" -le "$REDO" ]; then
         echo "run.sh: round $round $scen disturbed (server cpu:$disturbed < ${DISTURBED_CPU}%): running the pair again"

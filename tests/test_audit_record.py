@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from webhook.audit import RejectionRecord
 from webhook.reasons import Reason
 from webhook.token import TokenFacts
@@ -14,6 +12,6 @@ def test_log_fields_carry_every_fact() -> None:
     facts = TokenFacts(alg="RS256", kid="k", iss="i", sub="s", azp="a", jti="j", typ="Bearer", exp=1)
     record = RejectionRecord(1.0, Reason.EXPIRED, "d", "hook", "GET", "h" * 64, "r", facts, None, None, "rid")
     fields = record.as_log_fields()
-    assert {f.name for f in dataclasses.fields(TokenFacts)} <= fields.keys()
+    assert set(TokenFacts._fields) <= fields.keys()
     assert fields["kid"] == "k"
     assert fields["reason"] == "expired"

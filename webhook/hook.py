@@ -13,8 +13,9 @@ Rules of this module:
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -41,6 +42,10 @@ from webhook.token import TokenFacts
 from webhook.verifier import TokenRejected, Verifier
 
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+# Request ids for rejections Hasura sent without X-Request-Id: a random per-process prefix and a
+# counter (unique, and without uuid4's urandom call on every rejected request).
+_REQUEST_PREFIX: Final = os.urandom(8).hex()
+_REQUEST_NUMBER: Final = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +184,7 @@ def _reject(services: HookServices, request: HookRequest, exc: Rejected, identit
         facts=facts,
         client_ip=request.client_ip,
         user_agent=request.user_agent,
-        request_id=request.request_id or uuid.uuid4().hex,
+        request_id=request.request_id or f"{_REQUEST_PREFIX}{next(_REQUEST_NUMBER):016x}",
     )
     services.metrics.decision.rejected[exc.reason] += 1
     services.audit.submit(record)

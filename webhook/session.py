@@ -56,29 +56,47 @@ def _string(value: object, name: str) -> str:
     return value
 
 
-_ROLE_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+# (listed roles, forbidden roles) -> (listed role -> its shared str, granted = listed - forbidden)
+_ROLE_SETS: dict[tuple[tuple[str, ...], frozenset[str]], tuple[dict[str, str], frozenset[str]]] = {}
 _MAX_ROLE_SETS: Final = 4096
 
 
-def _role_set(roles: list[Any]) -> frozenset[str]:
-    """The validated role set, shared between tokens listing the same roles.
+def _role_set(roles: list[Any], forbidden: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
+    """The validated role list (as a lookup table of shared strings) and the roles it grants.
 
     Most users of a realm carry one of a few role lists (Keycloak tokens list ~60 roles): sharing
-    the frozenset saves the per-role checks and ~5 KB per cached identity. A hit implies the list
-    is valid: it compares equal, element by element, to a list that was validated.
+    the granted frozenset (the difference with the forbidden roles included: computing it per token
+    made a new ~2.3 KB set for every cached identity) saves the per-role checks and most of a cached
+    identity's memory. A hit implies the list is valid: it compares equal, element by element, to a
+    list that was validated.
     """
-    key = tuple(roles)
+    key = (tuple(roles), forbidden)
     try:
         cached = _ROLE_SETS.get(key)
     except TypeError:  # an unhashable member (object, list): not a role
         raise Rejected(Reason.CLAIMS_INVALID, f"{CLAIM_ALLOWED_ROLES} holds a non-string") from None
     if cached is not None:
         return cached
-    allowed = frozenset(_string(role, CLAIM_ALLOWED_ROLES) for role in roles)
+    listed = {role: role for role in (_string(role, CLAIM_ALLOWED_ROLES) for role in roles)}
     if len(_ROLE_SETS) >= _MAX_ROLE_SETS:
         _ROLE_SETS.clear()
-    _ROLE_SETS[key] = allowed
-    return allowed
+    entry = _ROLE_SETS[key] = (listed, frozenset(listed) - forbidden)
+    return entry
+
+
+_WITHOUT: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
+
+
+def without_roles(roles: frozenset[str], removed: frozenset[str]) -> frozenset[str]:
+    """`roles - removed`, shared like the role sets: computing it per token would give every cached
+    identity its own copy of a ~60-role set (~1 KB each)."""
+    key = (roles, removed)
+    cached = _WITHOUT.get(key)
+    if cached is None:
+        if len(_WITHOUT) >= _MAX_ROLE_SETS:
+            _WITHOUT.clear()
+        cached = _WITHOUT[key] = roles - removed
+    return cached
 
 
 def identity_from_claims(claims: Mapping[str, Any], realm: Realm, forbidden_roles: frozenset[str]) -> Identity:
@@ -90,9 +108,9 @@ def identity_from_claims(claims: Mapping[str, Any], realm: Realm, forbidden_role
     roles = namespace.get(CLAIM_ALLOWED_ROLES)
     if type(roles) is not list or not roles or len(roles) > MAX_ROLES:
         raise Rejected(Reason.CLAIMS_INVALID, f"{CLAIM_ALLOWED_ROLES} is not a non-empty list")
-    allowed = _role_set(roles)
-    default_role = _string(namespace.get(CLAIM_DEFAULT_ROLE), CLAIM_DEFAULT_ROLE)
-    if default_role not in allowed:
+    listed, granted = _role_set(roles, forbidden_roles)
+    default_role = listed.get(_string(namespace.get(CLAIM_DEFAULT_ROLE), CLAIM_DEFAULT_ROLE))
+    if default_role is None:  # (the shared string: one object per realm role, not one per token)
         raise Rejected(Reason.ROLE_NOT_ALLOWED, f"{CLAIM_DEFAULT_ROLE} is not in {CLAIM_ALLOWED_ROLES}")
 
     if CLAIM_USER in namespace:
@@ -104,6 +122,7 @@ def identity_from_claims(claims: Mapping[str, Any], realm: Realm, forbidden_role
         tenant_id = _string(namespace[CLAIM_TENANT], CLAIM_TENANT)
         if realm.tenant_id is not None and tenant_id != realm.tenant_id:
             raise Rejected(Reason.REALM_MISMATCH, f"{CLAIM_TENANT} is not the realm's tenant")
+        tenant_id = realm.tenant_id or tenant_id  # the realm's string, shared by its cached identities
     elif realm.tenant_id is not None:
         tenant_id = realm.tenant_id
     else:
@@ -114,6 +133,7 @@ def identity_from_claims(claims: Mapping[str, Any], realm: Realm, forbidden_role
         event_id = _string(namespace[CLAIM_EVENT], CLAIM_EVENT)
         if realm.tenant_id is not None and event_id != realm.event_id:
             raise Rejected(Reason.REALM_MISMATCH, f"{CLAIM_EVENT} is not the realm's event")
+        event_id = realm.event_id or event_id
     elif realm.event_id is not None:
         event_id = realm.event_id
 
@@ -125,7 +145,7 @@ def identity_from_claims(claims: Mapping[str, Any], realm: Realm, forbidden_role
         tenant_id,
         event_id,
         default_role,
-        allowed - forbidden_roles,
+        granted,
         float(exp),
         sid if type(sid) is str else None,
         sub if type(sub) is str else None,

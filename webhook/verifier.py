@@ -30,14 +30,13 @@ from webhook.logouttoken import LogoutClaims, check_logout_claims
 from webhook.powers import Power, powers_of
 from webhook.realms import Realm, RealmPolicy, RealmRegistry
 from webhook.reasons import Reason, Rejected
-from webhook.session import Identity, identity_from_claims
+from webhook.session import Identity, identity_from_claims, without_roles
 from webhook.token import (
     ClaimsPolicy,
     ParsedToken,
     TokenFacts,
     check_algorithm,
     check_claims,
-    make_registry,
     verify_signature,
 )
 from webhook.token import parse as parse_token
@@ -84,7 +83,6 @@ class Verifier:
         self._realms = realms
         self._cache = cache
         self._algorithms = algorithms
-        self._registry = make_registry(algorithms)
         self._claims = claims
         self._forbidden = forbidden_roles
         self._platform = platform_roles
@@ -121,7 +119,7 @@ class Verifier:
             roles = identity.allowed_roles
             if Power.PLATFORM_ROLES not in powers:
                 # platform-wide roles only from the super-admin tenant's own realm (webhook/powers.py)
-                roles = roles - self._platform
+                roles = without_roles(roles, self._platform)
             identity = dataclasses.replace(identity, allowed_roles=roles, powers=powers)
         except Rejected as exc:
             facts = TokenFacts.of(parsed)
@@ -149,7 +147,7 @@ class Verifier:
         if kid is None:
             raise Rejected(Reason.UNKNOWN_KID, "header kid is missing")
         key = self._cache.cached_key(realm, kid) or await self._cache.key_for(realm, kid)
-        verify_signature(parsed, key, self._registry)
+        verify_signature(parsed, key)
         if self._on_verified is not None:
             self._on_verified(realm.name)
 

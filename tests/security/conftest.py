@@ -17,3 +17,5 @@ async def sec(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Adversa
     # no cached rejections: the POST half of each attack must reach the verifier like the GET half
     async with adversarial_stack(tmp_path_factory.mktemp("security"), TOKEN_CACHE_REJECTIONS_SIZE="0") as stack:
         yield stack
+        # every token the module's attacks sent went through joserfc too (tests/jwsoracle.py)
+        assert stack.oracle_checks > 0

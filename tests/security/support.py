@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.jwsoracle import Oracle
 from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.auditstore import TABLE
 from webhook.auditwriter import DbAuditSink
@@ -116,6 +117,8 @@ class AdversarialStack:
     clock: OffsetClock
     seen_requests: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
+    oracles: dict[bytes, Oracle] = field(default_factory=dict)
+    oracle_checks: int = 0
 
     @property
     def sink(self) -> DbAuditSink:
@@ -136,6 +139,23 @@ class AdversarialStack:
     def legit_certs(self) -> set[tuple[str, str]]:
         """The only requests the service may ever make: GET of a configured realm's certs."""
         return {("GET", f"/realms/{name}/protocol/openid-connect/certs") for name in self.keycloak.realms}
+
+    def check_oracle(self, headers: Sequence[tuple[str, str]]) -> None:
+        """Every bearer token sent goes through joserfc too (tests/jwsoracle.py), against each realm's
+        published JWKS: our JWS path and joserfc must agree on it."""
+        for name, value in headers:
+            scheme, _, token = value.strip(" \t").partition(" ")
+            if name.lower() != "authorization" or scheme.lower() != "bearer" or token.count(".") != 2:
+                continue
+            for realm in self.keycloak.realms.values():
+                jwks = realm.jwks()
+                cache_key = orjson.dumps(jwks)
+                oracle = self.oracles.get(cache_key)
+                if oracle is None:
+                    oracle = self.oracles[cache_key] = Oracle(jwks, self.settings.algorithms)
+                problems = oracle.disagreements(token.strip(" \t"))
+                assert not problems, (realm.name, problems)
+                self.oracle_checks += 1
 
     def new_keycloak_requests(self) -> list[tuple[str, str]]:
         """Requests the fake Keycloak received since the last call (or the stack's start)."""
@@ -173,6 +193,7 @@ class AdversarialStack:
         verdicts = []
         runtime = self.app.runtime
         assert runtime is not None
+        self.check_oracle(list(headers.items()) if isinstance(headers, Mapping) else list(headers))
         for mode in modes:
             request_id = f"sec-{uuid.uuid4().hex}"
             pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
@@ -197,6 +218,7 @@ class AdversarialStack:
 
     async def expect_session(self, headers: Headers, mode: Mode = "GET") -> HasuraVerdict:
         """The positive control: the same stack opens a session for a good request."""
+        self.check_oracle(list(headers.items()) if isinstance(headers, Mapping) else list(headers))
         verdict = await self.hasura(mode).authenticate(headers)
         assert verdict.hook_status == 200, verdict.hook_body[:300]
         assert verdict.outcome == "session"

@@ -21,11 +21,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc import jws
 from joserfc.jwk import ECKey, OKPKey, RSAKey
-from joserfc.jws import JWSRegistry
 
 from webhook.keys import RealmKeys, SigningKey, parse_jwks
 from webhook.realms import Realm, RealmPolicy
-from webhook.token import make_registry
 
 PrivateKey: TypeAlias = RSAKey | ECKey | OKPKey
 
@@ -209,12 +207,6 @@ def rsa_key(realm_keys: RealmKeys) -> SigningKey:
 def ec_key(realm_keys: RealmKeys) -> SigningKey:
     """The realm's ES256 verification key."""
     return realm_keys.by_kid[EC_KID]
-
-
-@pytest.fixture(scope="session")
-def registry() -> JWSRegistry:
-    """The joserfc registry carrying the RS256/ES256 allow-list."""
-    return make_registry(ALLOWED)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from webhook.realms import Realm
@@ -14,6 +15,7 @@ from webhook.session import (
     choose_role,
     identity_from_claims,
     session_for,
+    without_roles,
 )
 
 from .conftest import (
@@ -56,6 +58,33 @@ def make_identity(**hasura: Any) -> Identity:
 
 
 # --- identity_from_claims -----------------------------------------------------------------------
+
+
+def test_identities_share_role_sets_and_realm_strings() -> None:
+    """Two tokens with equal role lists (parsed separately) share one granted set, one default-role
+    string and the realm's tenant/event strings: a cached identity holds no per-token copy of them."""
+    first = identity_from_claims(orjson.loads(orjson.dumps(with_hasura(EVENT_REALM))), EVENT, FORBIDDEN)
+    second = identity_from_claims(orjson.loads(orjson.dumps(with_hasura(EVENT_REALM))), EVENT, FORBIDDEN)
+    assert first == second
+    assert first.allowed_roles is second.allowed_roles
+    assert first.default_role is second.default_role
+    assert first.tenant_id is EVENT.tenant_id
+    assert first.event_id is EVENT.event_id
+
+
+def test_without_roles_is_shared() -> None:
+    """Removing the platform roles gives one shared set per (roles, removed), equal to the difference."""
+    roles = frozenset({"admin-user", "platform-admin"})
+    first = without_roles(roles, frozenset({"platform-admin"}))
+    assert first == {"admin-user"}
+    assert without_roles(frozenset(roles), frozenset({"platform-admin"})) is first
+
+
+def test_shared_role_sets_depend_on_the_forbidden_roles() -> None:
+    """The memo is keyed by the forbidden roles too: another verifier's forbidden set is applied."""
+    claims = with_hasura(**{"x-hasura-allowed-roles": ["admin-user", "admin"]})
+    assert identity_from_claims(claims, TENANT, frozenset({"admin"})).allowed_roles == {"admin-user"}
+    assert identity_from_claims(claims, TENANT, frozenset()).allowed_roles == {"admin-user", "admin"}
 
 
 def test_identity_of_tenant_token() -> None:
