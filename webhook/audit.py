@@ -45,6 +45,7 @@ class RejectionRecord:
             "jti": facts.jti,
             "typ": facts.typ,
             "exp": facts.exp,
+            "kind": facts.kind,
             "reason": self.reason.value,
             "detail": self.detail,
             "realm": self.realm,

@@ -333,8 +333,29 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "Strict realm registry: most realms remembered (least recently used evicted).",
         "10000",
     ),
+    # -- API keys (issue 16) -----------------------------------------------------------------------
+    Variable(
+        "API_KEY_WRITE_ROLE",
+        "api-key-write",
+        "Role a tenant admin's token needs to create, rotate and revoke the tenant's API keys.",
+        "api-key-write",
+    ),
+    Variable(
+        "API_KEY_READ_ROLE",
+        "api-key-read",
+        "Role a tenant admin's token needs to list the tenant's API keys (`apiKeys`; the write role also may).",
+        "api-key-read",
+    ),
 )
 _DEFAULTS: Final = {v.name: v.default for v in VARIABLES}
+
+
+def _one_role(name: str, value: str) -> str:
+    """A single role name (API key permissions)."""
+    role = value.strip()
+    if not _ROLE_RE.fullmatch(role):
+        raise ConfigError(f"{name}: {role!r} is not a valid role name")
+    return role
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -584,6 +605,9 @@ class Settings:
     realm_cache_ttl: float = 300.0
     realm_cache_negative_ttl: float = 10.0
     realm_cache_size: int = 10000
+    # -- API keys (issue 16)
+    api_key_write_role: str = "api-key-write"
+    api_key_read_role: str = "api-key-read"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, require_keycloak: bool = True) -> Settings:
@@ -720,6 +744,8 @@ class Settings:
                 "REALM_CACHE_NEGATIVE_SECONDS", get("REALM_CACHE_NEGATIVE_SECONDS"), low=0, high=86400
             ),
             realm_cache_size=_int("REALM_CACHE_SIZE", get("REALM_CACHE_SIZE"), low=1, high=10_000_000),
+            api_key_write_role=_one_role("API_KEY_WRITE_ROLE", get("API_KEY_WRITE_ROLE")),
+            api_key_read_role=_one_role("API_KEY_READ_ROLE", get("API_KEY_READ_ROLE")),
         )
 
     def describe(self) -> dict[str, object]:

@@ -56,6 +56,8 @@ class Reason(StrEnum):
     """The tenant or event named in the claims is not the realm's own."""
     ROLE_NOT_ALLOWED = "role_not_allowed"
     """The requested (or default) role is not in `x-hasura-allowed-roles`."""
+    API_KEY_EXPIRED = "api_key_expired"
+    """The token comes from an API key (claim `api_key`) whose `expires_at` has passed."""
 
 
 class Rejected(Exception):

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from webhook.apikeyclaim import KIND_API_KEY, KIND_USER, api_key_claim
 from webhook.realms import Realm
 from webhook.reasons import Reason, Rejected
 
@@ -40,7 +41,9 @@ class Identity:
     event_id: str | None
     default_role: str
     allowed_roles: frozenset[str]
-    exp: float
+    exp: float  # the token's exp, or the API key's expiry when that comes first
+    kind: str = KIND_USER  # "api_key" for tokens of an API key (claim `api_key`)
+    api_key: str | None = None  # the API key's name
 
 
 def _string(value: object, name: str) -> str:
@@ -110,8 +113,15 @@ def identity_from_claims(claims: Mapping[str, Any], realm: Realm, forbidden_role
     elif realm.event_id is not None:
         event_id = realm.event_id
 
-    exp = claims["exp"]  # checked numeric and finite by token.check_claims
-    return Identity(realm, user_id, tenant_id, event_id, default_role, allowed - forbidden_roles, float(exp))
+    exp = float(claims["exp"])  # checked numeric and finite by token.check_claims
+    key = api_key_claim(claims)
+    if key is None:
+        return Identity(realm, user_id, tenant_id, event_id, default_role, allowed - forbidden_roles, exp)
+    if key.expires_at is not None:
+        exp = min(exp, key.expires_at)  # caches and Hasura's max-age end with the key
+    return Identity(
+        realm, user_id, tenant_id, event_id, default_role, allowed - forbidden_roles, exp, KIND_API_KEY, key.name
+    )
 
 
 def choose_role(identity: Identity, requested: str | None) -> str:

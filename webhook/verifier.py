@@ -9,6 +9,7 @@ Order of checks (cheapest and most discriminating first; each has its own reason
  5. signature                                                          token.verify_signature
  6. exp / nbf / iat (leeway), typ == Bearer, aud, azp                  token.check_claims
  7. Hasura claims present, well typed, agreeing with the realm        session.identity_from_claims
+ 7b. an API key's token: the key's expiry (claim `api_key.exp`)       apikeyclaim.check_not_expired
 
 This is the only module that combines the pure checks with the cache's IO; the auth hook and the
 action handlers both call `Verifier.verify`, so a token means the same thing everywhere.
@@ -20,6 +21,7 @@ import dataclasses
 import hashlib
 from collections.abc import Callable
 
+from webhook.apikeyclaim import KIND_API_KEY, api_key_claim, check_not_expired
 from webhook.jwks import JwksCache
 from webhook.realms import Realm, RealmPolicy, RealmRegistry
 from webhook.reasons import Reason, Rejected
@@ -106,6 +108,8 @@ class Verifier:
             verify_signature(parsed, key, self._registry)
             check_claims(parsed.claims, self._claims, self._now())
             identity = identity_from_claims(parsed.claims, realm, self._forbidden)
+            if identity.kind == KIND_API_KEY:
+                check_not_expired(api_key_claim(parsed.claims), self._now())
             if identity.tenant_id != self._super_tenant and identity.allowed_roles & self._platform:
                 # platform-wide roles only from the super-admin tenant's realms (see PLATFORM_ROLES)
                 identity = dataclasses.replace(identity, allowed_roles=identity.allowed_roles - self._platform)
