@@ -7,10 +7,14 @@ module; each test runs its own service (SQLite) whose admin client is Keycloak's
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import datetime as dt
 import io
 import json
+import re
+import shlex
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,8 +24,13 @@ import httpx
 import orjson
 import pytest
 from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from tests.actions.conftest import FakeClock, prepare_database
+from tests.deploy.support import README
 from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.auditstore import TABLE as REJECTED
 from webhook.config import Settings
@@ -270,3 +279,121 @@ async def test_an_admin_issues_a_key_and_the_integrator_gets_exactly_its_session
         assert secret[:20] not in text
         for start in range(0, len(token) - 20, 20):
             assert token[start : start + 20] not in text
+
+
+@pytest.mark.parametrize(
+    "roles",
+    [["tenant-create"], ["admin"], ["superuser-the-admin-lacks"], ["tenant-read", "platform-operator"]],
+    ids=["platform role", "forbidden role", "role the admin lacks", "one bad role among good ones"],
+)
+async def test_a_role_the_admin_may_not_give_is_refused_and_nothing_is_created(
+    tenant_realm: TenantRealm, tmp_path: Any, roles: list[str]
+) -> None:
+    """Requesting a role outside the admin's own (or a forbidden/platform one) is `forbidden`; no client, no row."""
+    async with key_stack(tenant_realm, tmp_path) as stack:
+        name = _name()
+        verdict = await stack.call("createApiKey", {"name": name, "roles": roles})
+        assert verdict.code == "forbidden", verdict.body
+        assert tenant_realm.client(name) is None
+        assert await stack.events() == []
+
+
+async def test_rotating_makes_the_old_secret_fail_at_keycloak(tenant_realm: TenantRealm, tmp_path: Any) -> None:
+    """After rotateApiKey the old secret is refused by Keycloak's token endpoint and the new one works."""
+    async with key_stack(tenant_realm, tmp_path) as stack:
+        name = _name()
+        old = (await _create(stack, name, KEY_ROLES))["client_secret"]
+        assert tenant_realm.key_token(name, old).status_code == 200
+        rotated = await stack.call("rotateApiKey", {"name": name}, required=("client_secret",))
+        assert rotated.outcome == "data", rotated.body
+        new = rotated.data["client_secret"]
+        assert new != old and rotated.data["roles"] == KEY_ROLES
+        refused = tenant_realm.key_token(name, old)
+        assert refused.status_code == 401 and refused.json()["error"] == "unauthorized_client"
+        token = tenant_realm.key_token(name, new).json()["access_token"]
+        assert (await stack.hook(token)).outcome == "session"
+        assert [e.action for e in await stack.events()] == ["create", "rotate"]
+
+
+async def test_revoking_stops_new_tokens_and_live_ones_end_at_their_exp(
+    tenant_realm: TenantRealm, tmp_path: Any
+) -> None:
+    """revokeApiKey deletes the client: no new token; a live token ends at its exp (no instant revocation here)."""
+    async with key_stack(tenant_realm, tmp_path) as stack:
+        name = _name()
+        secret = (await _create(stack, name, KEY_ROLES))["client_secret"]
+        token = tenant_realm.key_token(name, secret).json()["access_token"]
+        assert (await stack.hook(token)).outcome == "session"
+        revoked = await stack.call("revokeApiKey", {"name": name}, required=("revoked",))
+        assert revoked.outcome == "data" and revoked.data["revoked"] is True, revoked.body
+        assert tenant_realm.client(name) is None
+        denied = tenant_realm.key_token(name, secret)
+        assert denied.status_code in (400, 401) and denied.json()["error"] in ("invalid_client", "unauthorized_client")
+        again = await stack.call("revokeApiKey", {"name": name})
+        assert again.code == "not-found"
+        stack.clock.advance(_claims(token)["exp"] - stack.clock.now + 31)  # past exp and the leeway
+        late = await stack.hook(token)
+        assert late.outcome != "session" and b'"expired"' in late.hook_body
+        assert [e.action for e in await stack.events()] == ["create", "revoke"]
+
+
+async def test_an_expired_keys_tokens_are_refused_by_the_hook(tenant_realm: TenantRealm, tmp_path: Any) -> None:
+    """A key's expiry is in its tokens, Hasura's max-age ends there, and after it the hook answers api_key_expired."""
+    async with key_stack(tenant_realm, tmp_path) as stack:
+        name = _name()
+        expires = dt.datetime.fromtimestamp(stack.clock.now + 120, dt.UTC).replace(microsecond=0)
+        issued = await _create(stack, name, KEY_ROLES, expires_at=expires.isoformat())
+        assert dt.datetime.fromisoformat(issued["expires_at"]) == expires
+        token = tenant_realm.key_token(name, issued["client_secret"]).json()["access_token"]
+        assert _claims(token)["api_key"] == {"name": name, "exp": int(expires.timestamp())}
+        fresh = await stack.hook(token)
+        assert fresh.outcome == "session" and fresh.expires_in is not None and fresh.expires_in <= 120
+        stack.clock.advance(121)  # the token itself (300 s) is still valid
+        refused = await stack.hook(token)
+        assert refused.outcome != "session" and b"api_key_expired" in refused.hook_body
+        lines = [d for d in stack.decision_lines() if d.get("reason") == "api_key_expired"]
+        assert lines and lines[-1]["kind"] == "api_key" and lines[-1]["azp"] == name
+
+
+def _integrator_example() -> str:
+    """The README's integrator example (the sh block after 'integrator example')."""
+    text = README.read_text()
+    start = text.index("# integrator example")
+    return text[start : text.index("```", start)]
+
+
+def _graphql_stand_in(hook_url: str, client: httpx.AsyncClient) -> Starlette:
+    """A GraphQL endpoint that authenticates like Hasura (webhook mode) and answers the session it got."""
+    hasura = HasuraStandIn(hook_url, mode="GET", client=client)
+
+    async def graphql(request: Request) -> JSONResponse:
+        verdict = await hasura.authenticate(list(request.headers.items()), await request.json())
+        if verdict.outcome != "session" or verdict.session is None:
+            return JSONResponse({"errors": [{"message": verdict.error, "extensions": {"code": "access-denied"}}]})
+        return JSONResponse({"data": {"tenant": [{"id": verdict.session["x-hasura-tenant-id"]}]}})
+
+    return Starlette(routes=[Route("/v1/graphql", graphql, methods=["POST"])])
+
+
+async def test_the_readme_integrator_example_runs_as_written(tenant_realm: TenantRealm, tmp_path: Any) -> None:
+    """The README's curl example, with the real token URL, key and a GraphQL endpoint substituted, gets data."""
+    async with key_stack(tenant_realm, tmp_path) as stack:
+        issued = await _create(stack, _name(), KEY_ROLES)
+        async with serve_asgi(_graphql_stand_in(f"{stack.url}/hasura/auth", stack.client)) as graphql:
+            values = {
+                "TOKEN_URL": issued["token_url"],
+                "GRAPHQL_URL": f"{graphql.url}/v1/graphql",
+                "CLIENT_ID": issued["client_id"],
+                "CLIENT_SECRET": issued["client_secret"],
+            }
+            script = _integrator_example()
+            for variable, value in values.items():
+                script, count = re.subn(rf"^{variable}=.*$", f"{variable}={shlex.quote(value)}", script, flags=re.M)
+                assert count == 1, variable
+            process = await asyncio.create_subprocess_exec(
+                "bash", "-euo", "pipefail", "-c", script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
+            async with asyncio.timeout(60):
+                out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert json.loads(out) == {"data": {"tenant": [{"id": tenant_realm.tenant_id}]}}
