@@ -15,6 +15,7 @@ import io
 import json
 import re
 import shlex
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any, Final
 import httpx
 import orjson
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -33,6 +35,7 @@ from tests.actions.conftest import FakeClock, prepare_database
 from tests.deploy.support import README
 from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.auditstore import TABLE as REJECTED
+from webhook.cli import main
 from webhook.config import Settings
 from webhook.datastore import DataStore
 from webhook.decisionlog import DecisionLog
@@ -173,9 +176,9 @@ class KeyStack:
         return json.dumps(rows, default=str)
 
 
-@contextlib.asynccontextmanager
-async def key_stack(realm: TenantRealm, tmp_path: Any, **env: str) -> AsyncIterator[KeyStack]:
-    environ = {
+def service_env(realm: TenantRealm, tmp_path: Any) -> dict[str, str]:
+    """The service's environment for this realm's Keycloak (admin client: the bootstrap one)."""
+    return {
         "KEYCLOAK_URL": realm.server.url,
         "ACTIONS_SECRET": SECRET,
         "SUPER_ADMIN_TENANT_ID": SUPER,
@@ -187,8 +190,12 @@ async def key_stack(realm: TenantRealm, tmp_path: Any, **env: str) -> AsyncItera
         "DATABASE_AUTO_MIGRATE": "false",
         "AUDIT_FLUSH_INTERVAL_SECONDS": "0.01",
         "LOG_LEVEL": "info",
-        **env,
     }
+
+
+@contextlib.asynccontextmanager
+async def key_stack(realm: TenantRealm, tmp_path: Any) -> AsyncIterator[KeyStack]:
+    environ = service_env(realm, tmp_path)
     await prepare_database(environ, {})
     clock = FakeClock()
     decisions = io.BytesIO()
@@ -397,3 +404,33 @@ async def test_the_readme_integrator_example_runs_as_written(tenant_realm: Tenan
                 out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
     assert json.loads(out) == {"data": {"tenant": [{"id": tenant_realm.tenant_id}]}}
+
+
+def test_the_operator_cli_creates_lists_rotates_and_revokes(tenant_realm: TenantRealm, tmp_path: Any) -> None:
+    """`webhook api-keys create|list|rotate|revoke --tenant T` do the same through the admin client, recorded as cli."""
+    env = service_env(tenant_realm, tmp_path)
+    asyncio.run(prepare_database(env, {}))
+    name = _name()
+    tenant = ["--tenant", tenant_realm.tenant_id, "--name", name]
+    runner = CliRunner()
+    created = runner.invoke(main, ["api-keys", "create", *tenant, "--role", "tenant-read", "--format", "json"], env=env)
+    assert created.exit_code == 0, created.output
+    first = json.loads(created.stdout)["client_secret"]
+    assert tenant_realm.key_token(name, first).status_code == 200
+    listed = runner.invoke(main, ["api-keys", "list", "--tenant", tenant_realm.tenant_id, "--format", "json"], env=env)
+    assert [k["roles"] for k in json.loads(listed.stdout) if k["name"] == name] == [["tenant-read"]]
+    assert first not in listed.output
+    rotated = runner.invoke(main, ["api-keys", "rotate", *tenant, "--format", "json"], env=env)
+    assert rotated.exit_code == 0, rotated.output
+    assert tenant_realm.key_token(name, first).status_code == 401
+    revoked = runner.invoke(main, ["api-keys", "revoke", *tenant], env=env)
+    assert revoked.exit_code == 0 and f"{name}: revoked" in revoked.output
+    assert tenant_realm.client(name) is None
+    refused = runner.invoke(main, ["api-keys", "create", *tenant, "--role", "admin"], env=env)
+    assert refused.exit_code == 2 and "never given to an API key: admin" in refused.output
+    with sqlite3.connect(tmp_path / "keys.sqlite3") as db:
+        rows = db.execute(
+            "SELECT action, source, actor FROM api_key_event WHERE key_name = ? ORDER BY at", (name,)
+        ).fetchall()
+    assert [(action, source) for action, source, _ in rows] == [("create", "cli"), ("rotate", "cli"), ("revoke", "cli")]
+    assert all(actor.startswith("cli:") for _, _, actor in rows)
