@@ -90,6 +90,9 @@ class RejectedToken(Base):
     sub: Mapped[str | None] = mapped_column(String(CLAIM_CHARS), index=True, comment="Claimed subject (unverified)")
     azp: Mapped[str | None] = mapped_column(String(CLAIM_CHARS), comment="Claimed client (unverified)")
     jti: Mapped[str | None] = mapped_column(String(CLAIM_CHARS), comment="Claimed token id (unverified)")
+    kind: Mapped[str | None] = mapped_column(
+        String(16), comment="api_key when the token carries the api_key claim (unverified); NULL otherwise"
+    )
     client_ip_untrusted: Mapped[str | None] = mapped_column(
         String(FORWARDED_CHARS), index=True, comment="Client IP as forwarded by Hasura (untrusted), latest"
     )
@@ -137,6 +140,7 @@ def row_of(record: RejectionRecord) -> dict[str, Any]:
         "sub": _cap(facts.sub, CLAIM_CHARS),
         "azp": _cap(facts.azp, CLAIM_CHARS),
         "jti": _cap(facts.jti, CLAIM_CHARS),
+        "kind": _cap(facts.kind, 16),
         "client_ip_untrusted": _cap(record.client_ip, FORWARDED_CHARS),
         "user_agent_untrusted": _cap(record.user_agent, FORWARDED_CHARS),
         "hook_mode": record.hook_mode[:8],

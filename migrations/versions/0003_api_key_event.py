@@ -1,4 +1,5 @@
-"""api_key_event: every create, rotate and revoke of an API key (who, tenant, key, roles, when)
+"""api_key_event: every create, rotate and revoke of an API key (who, tenant, key, roles, when);
+rejected_token.kind: api_key for rejected tokens of API keys
 
 Revision ID: 0003
 Revises: 0002
@@ -49,8 +50,19 @@ def upgrade() -> None:
         comment="API keys issued, rotated and revoked (one row per operation; no secret).",
     )
     op.create_index("ix_api_key_event_tenant_id_at", "api_key_event", ["tenant_id", "at"], unique=False)
+    with op.batch_alter_table("rejected_token") as batch:
+        batch.add_column(
+            sa.Column(
+                "kind",
+                sa.String(length=16),
+                nullable=True,
+                comment="api_key when the token carries the api_key claim (unverified); NULL otherwise",
+            )
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("rejected_token") as batch:
+        batch.drop_column("kind")
     op.drop_index("ix_api_key_event_tenant_id_at", table_name="api_key_event")
     op.drop_table("api_key_event")

@@ -48,7 +48,13 @@ async def test_upgrade_from_empty_then_downgrade_to_empty(db_env: dict[str, str]
         assert await tables(engine) == set()
         assert await current_revision(engine) is None
         await migrate(engine, "upgrade", "head", schema=schema)
-        assert await tables(engine) == {"rejected_token", "tenant", "election_event", "realm_provisioning_job"}
+        assert await tables(engine) == {
+            "rejected_token",
+            "tenant",
+            "election_event",
+            "realm_provisioning_job",
+            "api_key_event",
+        }
         assert await current_revision(engine) == head_revision()
         async with engine.connect() as connection:
             indexes = await connection.run_sync(_indexes)

@@ -35,6 +35,7 @@ from tests.actions.conftest import FakeClock, prepare_database
 from tests.deploy.support import README
 from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.auditstore import TABLE as REJECTED
+from webhook.auditwriter import DbAuditSink
 from webhook.cli import main
 from webhook.config import Settings
 from webhook.datastore import DataStore
@@ -360,6 +361,13 @@ async def test_an_expired_keys_tokens_are_refused_by_the_hook(tenant_realm: Tena
         assert refused.outcome != "session" and b"api_key_expired" in refused.hook_body
         lines = [d for d in stack.decision_lines() if d.get("reason") == "api_key_expired"]
         assert lines and lines[-1]["kind"] == "api_key" and lines[-1]["azp"] == name
+        runtime = stack.app.runtime
+        assert runtime is not None and isinstance(runtime.audit, DbAuditSink)
+        async with asyncio.timeout(30):
+            await runtime.audit.flushed()
+        async with stack.store.engine.connect() as connection:
+            audited = [dict(r._mapping) for r in await connection.execute(select(REJECTED))]
+        assert [(r["reason"], r["kind"], r["azp"]) for r in audited] == [("api_key_expired", "api_key", name)]
 
 
 def _integrator_example() -> str:
