@@ -70,6 +70,13 @@ def _own_tenant(caller: Caller) -> str:
     return tenant
 
 
+def _writer(ctx: ActionContext, caller: Caller) -> tuple[ApiKeyPolicy, ApiKeyService, str]:
+    """Policy, service and tenant for a caller allowed to change the tenant's keys."""
+    policy, service = _policy(ctx)
+    require_permission(caller, policy.write_role)
+    return policy, service, _own_tenant(caller)
+
+
 def _actor(caller: Caller) -> Actor:
     return Actor(
         who=caller.identity.user_id,
@@ -164,9 +171,7 @@ async def _run(coroutine: Any) -> Any:
 
 async def create_api_key(ctx: ActionContext, call: ActionCall, caller: Caller) -> dict[str, Any]:
     """A new key in the caller's tenant realm, with a subset of the caller's roles; its secret, once."""
-    policy, service = _policy(ctx)
-    require_permission(caller, policy.write_role)
-    tenant = _own_tenant(caller)
+    policy, service, tenant = _writer(ctx, caller)
     read = InputReader(call.input, known=("name", "roles", "expires_at"))
     name = _name(read)
     roles = parse_roles(call.input.get("roles"), read.problems)
@@ -179,18 +184,14 @@ async def create_api_key(ctx: ActionContext, call: ActionCall, caller: Caller) -
 
 async def rotate_api_key(ctx: ActionContext, call: ActionCall, caller: Caller) -> dict[str, Any]:
     """A new secret for one of the tenant's keys (the old secret stops working); the secret, once."""
-    policy, service = _policy(ctx)
-    require_permission(caller, policy.write_role)
-    tenant = _own_tenant(caller)
+    policy, service, tenant = _writer(ctx, caller)
     issued: IssuedKey = await _run(service.rotate(tenant, _name_only(call), _actor(caller)))
     return _issued(issued, policy, tenant)
 
 
 async def revoke_api_key(ctx: ActionContext, call: ActionCall, caller: Caller) -> dict[str, Any]:
     """Delete one of the tenant's keys: no new tokens; live ones end as the README says."""
-    policy, service = _policy(ctx)
-    require_permission(caller, policy.write_role)
-    tenant = _own_tenant(caller)
+    _, service, tenant = _writer(ctx, caller)
     info: ApiKeyInfo = await _run(service.revoke(tenant, _name_only(call), _actor(caller)))
     return {"name": info.name, "revoked": True, "revoked_at": iso(ctx.now())}
 
