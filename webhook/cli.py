@@ -1,8 +1,9 @@
 """The `webhook` command: a thin click layer over plain functions (uvicorn's CLI shape).
 
 Commands: serve, dev, check-config, probe-jwks REALM, explain, db upgrade|downgrade|current,
-audit list|top|prune, worker, provisioning status|retry|render, api-keys create|list|rotate|revoke.
-Each reads the settings once; a bad setting exits with status 2 and a message naming the variable.
+audit list|top|prune, worker, provisioning status|retry|check|secret|render,
+api-keys create|list|rotate|revoke. Each reads the settings once; a bad setting exits with status 2
+and a message naming the variable.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from webhook.logs import configure, get_logger
 from webhook.provisioning.apikeyclient import name_problem
 from webhook.provisioning.apikeys import Actor, ApiKeyError, ApiKeyService, IssuedKey
 from webhook.provisioning.jobs import job_as_dict, list_jobs, requeue
-from webhook.provisioning.keycloakadmin import KeycloakAdminError
-from webhook.provisioning.templates import PortalUrls, load_template, render
+from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin, KeycloakAdminError
+from webhook.provisioning.reconciler import RealmReconciler
+from webhook.provisioning.templates import PortalUrls, load_template, render, render_named
 from webhook.realms import parse_realm_name
 from webhook.reasons import Reason, Rejected
 from webhook.session import choose_role
@@ -454,7 +456,7 @@ async def _run_worker(settings: Settings, *, once: bool) -> int:
 
 @main.group()
 def provisioning() -> None:
-    """Realm provisioning jobs (the outbox the actions write): status, retry, render a realm."""
+    """Realm provisioning jobs (the outbox the actions write): status, retry, check drift, secret, render."""
 
 
 @provisioning.command("status")
@@ -472,7 +474,7 @@ def provisioning_status(*, realm: str | None, status_: str | None, limit: int, f
     if fmt == "json":
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
     else:
-        headers = [("realm", 86), ("status", 8), ("attempts", 8), ("next_attempt_at", 20), ("last_error", 60)]
+        headers = [("realm", 86), ("status", 8), ("attempts", 8), ("next_attempt_at", 20), ("last_error", 120)]
         table = [[r["realm"], r["status"], r["attempts"], r["next_attempt_at"][:19], r["last_error"]] for r in rows]
         click.echo(_table(headers, table))
     if realm is not None and not rows:
@@ -482,13 +484,84 @@ def provisioning_status(*, realm: str | None, status_: str | None, limit: int, f
 @provisioning.command("retry")
 @click.argument("realm")
 def provisioning_retry(realm: str) -> None:
-    """Make REALM's failed (or done) job pending again, due now, attempts reset."""
+    """Make REALM's failed (or done) job pending again, due now: the worker re-converges the realm."""
     settings = load_settings(require_keycloak=False)
     now = dt.datetime.now(dt.UTC)
     done = asyncio.run(_with_store(settings, lambda store: requeue(store, realm, now)))
     if not done:
         _fail(f"no failed or done job for realm {realm!r}", code=1)
     click.echo(f"{realm}: pending again")
+
+
+def _admin(settings: Settings, client: Any) -> KeycloakAdmin:
+    secret = settings.keycloak_admin_client_secret
+    if secret is None:
+        _fail("this command needs KEYCLOAK_ADMIN_CLIENT_ID and KEYCLOAK_ADMIN_CLIENT_SECRET")
+    credentials = AdminCredentials(
+        settings.keycloak_url,
+        settings.keycloak_admin_realm,
+        settings.keycloak_admin_client_id,
+        secret,
+        timeout=settings.keycloak_admin_timeout,
+    )
+    return KeycloakAdmin(client, credentials)
+
+
+@provisioning.command("check")
+@click.option("--realm", "realms", multiple=True, help="A realm to check (repeatable).")
+@click.option("--all", "every", is_flag=True, help="Every realm with a provisioning job in the database.")
+def provisioning_check(*, realms: tuple[str, ...], every: bool) -> None:
+    """Report drift of live realms from the template (nothing is changed); exit 1 on any drift."""
+    if bool(realms) == every:
+        _fail("give --realm R (one or more) or --all")
+    settings = load_settings()
+    names = list(realms)
+    if every:
+        jobs = asyncio.run(_query(settings, lambda session: list_jobs(session, limit=1_000_000)))
+        names = sorted(job.realm for job in jobs)
+    urls = PortalUrls(voting_portal=settings.voting_portal_url, admin_portal=settings.admin_portal_url)
+    sys.exit(asyncio.run(_check(settings, names, urls)))
+
+
+async def _check(settings: Settings, names: list[str], urls: PortalUrls) -> int:
+    drifted = 0
+    async with http_client(settings) as client:
+        reconciler = RealmReconciler(_admin(settings, client))
+        for name in names:
+            try:
+                kind, rendered = render_named(name, urls)
+                found = await reconciler.check(rendered, kind)
+            except (ValueError, KeycloakAdminError) as exc:
+                found = [f"cannot check: {exc}"]
+            drifted += bool(found)
+            click.echo(f"{name}: {'drift' if found else 'ok'}")
+            for line in found:
+                click.echo(f"  - {line}")
+    click.echo(f"{len(names)} realm(s) checked, {drifted} with drift", err=True)
+    return 1 if drifted else 0
+
+
+@provisioning.command("secret")
+@click.argument("realm")
+@click.option("--client", "client_id", default="api-key-client", show_default=True)
+def provisioning_secret(realm: str, client_id: str) -> None:
+    """Print the secret of REALM's confidential client (stdout only: the service never logs or stores it)."""
+    settings = load_settings()
+    sys.exit(asyncio.run(_secret(settings, realm, client_id)))
+
+
+async def _secret(settings: Settings, realm: str, client_id: str) -> int:
+    async with http_client(settings) as client:
+        admin = _admin(settings, client)
+        try:
+            found = [c for c in await admin.clients(realm) if c.get("clientId") == client_id]
+            if not found:
+                _fail(f"realm {realm} has no client {client_id}", code=1)
+            secret = await admin.client_secret(realm, str(found[0]["id"]))
+        except KeycloakAdminError as exc:
+            _fail(str(exc), code=1)
+    click.echo(secret)
+    return 0
 
 
 @provisioning.command("render")

@@ -245,7 +245,7 @@ async def test_wrong_admin_credentials_fail_the_job_at_once(make_sqlite_stack: S
         await stack.wait(lambda outcomes: len(outcomes) == 1)
         job = await stack.job(realm)
         assert job is not None and (job.status, job.attempts) == ("failed", 1)
-        assert job.last_error is not None and job.last_error.startswith("token (the admin realm): HTTP 401")
+        assert job.last_error is not None and job.last_error.startswith("token: HTTP 401")
         assert "wrong-secret" not in job.last_error
 
 

@@ -72,6 +72,11 @@ class RealmReconciler:
             sa_roles = [str(r.get("name")) for r in await admin.user_realm_roles(name, str(user["id"]))]
         return LiveRealm(realm, clients, roles, defaults, sa_roles)
 
+    async def check(self, rendered: Mapping[str, Any], kind: str) -> list[str]:
+        """The drift of the live realm from the template, changing nothing (missing realm: one line)."""
+        live = await self.read(str(rendered["realm"]))
+        return ["realm is missing in Keycloak"] if live is None else drift(rendered, live, kind)
+
     async def converge(self, rendered: Mapping[str, Any], kind: str) -> Converged:
         """Make the live realm match the template's owned parts; the drift left after reading it back."""
         admin = self.admin

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, Literal
 
-from webhook.realms import event_realm_name, tenant_realm_name
+from webhook.realms import event_realm_name, parse_realm_name, tenant_realm_name
 from webhook.session import (
     CLAIM_ALLOWED_ROLES,
     CLAIM_DEFAULT_ROLE,
@@ -144,6 +144,15 @@ def render(
     return strip_secrets(realm)
 
 
+def render_named(name: str, urls: PortalUrls | None = None) -> tuple[RealmKind, dict[str, Any]]:
+    """(kind, representation) of a `tenant-<uuid>[-event-<uuid>]` realm name; ValueError for other names."""
+    realm = parse_realm_name(name)
+    if realm is None or realm.tenant_id is None:
+        raise ValueError(f"{name!r} is not a tenant or event realm name")
+    kind: RealmKind = "event" if realm.event_id is not None else "tenant"
+    return kind, render(load_template(kind), kind, tenant_id=realm.tenant_id, event_id=realm.event_id, urls=urls)
+
+
 def problems(realm: Mapping[str, Any], kind: RealmKind) -> list[str]:
     """What makes `realm` unfit for the auth hook (empty: fit)."""
     found: list[str] = []
@@ -192,5 +201,6 @@ __all__ = [
     "load_template",
     "problems",
     "render",
+    "render_named",
     "strip_secrets",
 ]

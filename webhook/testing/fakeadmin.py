@@ -259,8 +259,7 @@ class FakeAdminApi:
         header = request.headers.get("authorization", "")
         expiry = self._tokens.get(header[7:].strip()) if header[:7].lower() == "bearer " else None
         if expiry is None or expiry <= time.time():
-            self._record(request, 401, realm)
-            return JSONResponse({"error": "HTTP 401 Unauthorized"}, 401)
+            return self._refuse(request, realm, 401, {"error": "HTTP 401 Unauthorized"})
         return None
 
     async def _realm_for(self, request: Request, *, read_only: bool = False) -> tuple[_Realm | None, Response | None]:
@@ -276,6 +275,21 @@ class FakeAdminApi:
             self._record(request, 403, name)
             return None, JSONResponse({"error": "HTTP 403 Forbidden"}, 403)
         return realm, None
+
+    def _refuse(self, request: Request, realm: str | None, status: int, body: Any) -> Response:
+        self._record(request, status, realm)
+        return JSONResponse(body, status)
+
+    async def _client_for(self, request: Request) -> tuple[_Realm, str, dict[str, Any]] | Response:
+        """(realm, its name, the client in the path), or the refusal (403/404...)."""
+        realm, refused = await self._realm_for(request)
+        if realm is None:
+            return refused  # type: ignore[return-value]
+        name = str(realm.top["realm"])
+        client = realm.clients.get(str(request.path_params["client"]))
+        if client is None:
+            return self._refuse(request, name, 404, {"error": "Could not find client"})
+        return realm, name, client
 
     def _ok(self, request: Request, realm: str | None, body: Any = None, status: int = 200) -> Response:
         self._record(request, status, realm)
@@ -302,8 +316,7 @@ class FakeAdminApi:
             return PlainTextResponse("Service Unavailable", status_code=503)
         await self._gate.wait()
         if grant != "client_credentials":
-            self._record(request, 400, None)
-            return JSONResponse({"error": "unsupported_grant_type"}, 400)
+            return self._refuse(request, None, 400, {"error": "unsupported_grant_type"})
         if client_id != self._client[1] or not hmac.compare_digest(secret.encode(), self._client[2].encode()):
             self._record(request, 401, None)
             return JSONResponse(
@@ -332,6 +345,7 @@ class FakeAdminApi:
         client = base + "/clients/{client}"
         return [
             Route("/realms", self._realms, methods=["GET", "POST"]),
+            Route("/realms/", self._realms, methods=["GET", "POST"]),  # Keycloak takes the slash too
             Route(base, self._realm, methods=["GET", "PUT", "DELETE"]),
             Route(base + "/partialImport", self._partial_import, methods=["POST"]),
             Route(base + "/clients", self._clients, methods=["GET"]),
@@ -357,14 +371,11 @@ class FakeAdminApi:
         body = await self._json(request)
         name = body.get("realm") if isinstance(body, dict) else None
         if not isinstance(body, dict) or not isinstance(name, str) or not name:
-            self._record(request, 400, None)
-            return JSONResponse({"errorMessage": "Realm name cannot be empty"}, 400)
+            return self._refuse(request, None, 400, {"errorMessage": "Realm name cannot be empty"})
         if not self._can_create and not self._superuser:
-            self._record(request, 403, name)
-            return JSONResponse({"error": "HTTP 403 Forbidden"}, 403)
+            return self._refuse(request, name, 403, {"error": "HTTP 403 Forbidden"})
         if name in self.realms:
-            self._record(request, 409, name)
-            return JSONResponse({"errorMessage": "Conflict detected. See logs for details"}, 409)
+            return self._refuse(request, name, 409, {"errorMessage": "Conflict detected. See logs for details"})
         self._create(copy.deepcopy(body), creator=None if self._client is None else self._client[1])
         self._record(request, 201, name)
         return Response(status_code=201, headers={"Location": f"{str(request.url).rstrip('/')}/{name}"})
@@ -385,8 +396,7 @@ class FakeAdminApi:
             return self._ok(request, name, status=204)
         body = await self._json(request)
         if not isinstance(body, dict):
-            self._record(request, 400, name)
-            return JSONResponse({"errorMessage": "invalid representation"}, 400)
+            return self._refuse(request, name, 400, {"errorMessage": "invalid representation"})
         for key, value in body.items():
             if key not in _SUB and key not in ("id", "realm"):
                 realm.top[key] = copy.deepcopy(value)  # attributes: replaced, like Keycloak's updateRealm
@@ -415,24 +425,16 @@ class FakeAdminApi:
         ]
         return self._ok(request, str(realm.top["realm"]), found)
 
-    def _client_of(self, realm: _Realm, request: Request) -> dict[str, Any] | None:
-        return realm.clients.get(str(request.path_params["client"]))
-
     async def _client_endpoint(self, request: Request) -> Response:
-        realm, refused = await self._realm_for(request)
-        if realm is None:
-            return refused  # type: ignore[return-value]
-        name = str(realm.top["realm"])
-        client = self._client_of(realm, request)
-        if client is None:
-            self._record(request, 404, name)
-            return JSONResponse({"error": "Could not find client"}, 404)
+        found = await self._client_for(request)
+        if isinstance(found, Response):
+            return found
+        _, name, client = found
         if request.method == "GET":
             return self._ok(request, name, copy.deepcopy(client))
         body = await self._json(request)
         if not isinstance(body, dict):
-            self._record(request, 400, name)
-            return JSONResponse({"errorMessage": "invalid representation"}, 400)
+            return self._refuse(request, name, 400, {"errorMessage": "invalid representation"})
         for key, value in body.items():
             if key == "attributes" and isinstance(value, dict):
                 client["attributes"] = {**client.get("attributes", {}), **value}
@@ -441,41 +443,33 @@ class FakeAdminApi:
         return self._ok(request, name, status=204)
 
     async def _mappers(self, request: Request) -> Response:
-        realm, refused = await self._realm_for(request)
-        if realm is None:
-            return refused  # type: ignore[return-value]
-        name = str(realm.top["realm"])
-        client = self._client_of(realm, request)
-        if client is None:
-            self._record(request, 404, name)
-            return JSONResponse({"error": "Could not find client"}, 404)
+        found = await self._client_for(request)
+        if isinstance(found, Response):
+            return found
+        _, name, client = found
         if request.method == "GET":
             return self._ok(request, name, copy.deepcopy(client["protocolMappers"]))
         body = await self._json(request)
         if not isinstance(body, dict) or any(m.get("name") == body.get("name") for m in client["protocolMappers"]):
-            self._record(request, 409, name)
-            return JSONResponse({"errorMessage": "Protocol mapper exists with same name"}, 409)
+            return self._refuse(request, name, 409, {"errorMessage": "Protocol mapper exists with same name"})
         client["protocolMappers"].append({**body, "id": str(uuid.uuid4())})
         return self._ok(request, name, status=201)
 
     async def _mapper(self, request: Request) -> Response:
-        realm, refused = await self._realm_for(request)
-        if realm is None:
-            return refused  # type: ignore[return-value]
-        name = str(realm.top["realm"])
-        client = self._client_of(realm, request)
+        found = await self._client_for(request)
+        if isinstance(found, Response):
+            return found
+        _, name, client = found
         mapper_id = str(request.path_params["mapper"])
-        index = next((i for i, m in enumerate((client or {}).get("protocolMappers", [])) if m["id"] == mapper_id), None)
-        if client is None or index is None:
-            self._record(request, 404, name)
-            return JSONResponse({"error": "Model not found"}, 404)
+        index = next((i for i, m in enumerate(client["protocolMappers"]) if m["id"] == mapper_id), None)
+        if index is None:
+            return self._refuse(request, name, 404, {"error": "Model not found"})
         if request.method == "DELETE":
             del client["protocolMappers"][index]
             return self._ok(request, name, status=204)
         body = await self._json(request)
         if not isinstance(body, dict):
-            self._record(request, 400, name)
-            return JSONResponse({"errorMessage": "invalid representation"}, 400)
+            return self._refuse(request, name, 400, {"errorMessage": "invalid representation"})
         client["protocolMappers"][index] = {**body, "id": mapper_id}
         return self._ok(request, name, status=204)
 
@@ -544,14 +538,12 @@ class FakeAdminApi:
         name = str(realm.top["realm"])
         user = realm.users.get(str(request.path_params["user"]))
         if user is None:
-            self._record(request, 404, name)
-            return JSONResponse({"error": "User not found"}, 404)
+            return self._refuse(request, name, 404, {"error": "User not found"})
         if request.method == "GET":
             return self._ok(request, name, [dict(realm.roles[n]) for n in sorted(user["roles"]) if n in realm.roles])
         body = await self._json(request)
         if not isinstance(body, list) or any(str(r.get("name")) not in realm.roles for r in body):
-            self._record(request, 404, name)
-            return JSONResponse({"error": "Role not found"}, 404)
+            return self._refuse(request, name, 404, {"error": "Role not found"})
         user["roles"] |= {str(r.get("name")) for r in body}
         return self._ok(request, name, status=204)
 
