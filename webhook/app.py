@@ -31,6 +31,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from webhook import __version__
+from webhook.actions.apikey import ApiKeyPolicy
 from webhook.actions.auth import ActionAuth
 from webhook.actions.context import ActionContext
 from webhook.actions.endpoint import ActionsEndpoint, ActionServices
@@ -49,6 +50,7 @@ from webhook.jwksview import union_jwks
 from webhook.logs import get_logger
 from webhook.metrics import Metrics, RealmLabels
 from webhook.openapi import openapi_json
+from webhook.provisioning.apikeys import ApiKeyService
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin
 from webhook.provisioning.templates import PortalUrls
 from webhook.provisioning.worker import ProvisioningWorker, WorkerPolicy
@@ -259,6 +261,7 @@ class WebhookApp:
                 wall_clock=deps.wall_clock,
                 super_admin_tenant_id=settings.super_admin_tenant_id,
                 on_created=created,
+                api_keys=api_key_policy(settings, store, client, deps),
             ),
             metrics=deps.metrics,
             log=get_logger("webhook.actions"),
@@ -410,6 +413,36 @@ def published_realms(settings: Settings, runtime: Runtime, store: DataStore | No
     )
 
 
+def admin_credentials(settings: Settings) -> AdminCredentials | None:
+    """The service's Keycloak admin client, if configured."""
+    secret = settings.keycloak_admin_client_secret
+    if secret is None or not settings.keycloak_admin_client_id:
+        return None
+    return AdminCredentials(
+        keycloak_url=settings.keycloak_url,
+        realm=settings.keycloak_admin_realm,
+        client_id=settings.keycloak_admin_client_id,
+        client_secret=secret,
+        timeout=settings.keycloak_admin_timeout,
+    )
+
+
+def api_key_policy(settings: Settings, store: DataStore, client: httpx.AsyncClient, deps: Dependencies) -> ApiKeyPolicy:
+    """The API key actions' settings, and their service when the admin client is configured."""
+    credentials = admin_credentials(settings)
+    service = None
+    if credentials is not None:
+        admin = KeycloakAdmin(client, credentials, log=get_logger("webhook.keycloak_admin"))
+        service = ApiKeyService(admin, store, wall_clock=deps.wall_clock, audiences=sorted(settings.audiences))
+    return ApiKeyPolicy(
+        service=service,
+        write_role=settings.api_key_write_role,
+        read_role=settings.api_key_read_role,
+        never_granted=settings.forbidden_roles | settings.platform_roles,
+        token_url_base=settings.issuer_urls[0] if settings.issuer_urls else settings.keycloak_url,
+    )
+
+
 def provisioning_worker(
     settings: Settings,
     store: DataStore,
@@ -419,16 +452,9 @@ def provisioning_worker(
     published: PublishedRealms | None = None,
 ) -> ProvisioningWorker:
     """The worker the settings describe (the admin client's credentials must be set)."""
-    secret = settings.keycloak_admin_client_secret
-    if secret is None:
+    credentials = admin_credentials(settings)
+    if credentials is None:
         raise ValueError("the provisioning worker needs KEYCLOAK_ADMIN_CLIENT_ID and KEYCLOAK_ADMIN_CLIENT_SECRET")
-    credentials = AdminCredentials(
-        keycloak_url=settings.keycloak_url,
-        realm=settings.keycloak_admin_realm,
-        client_id=settings.keycloak_admin_client_id,
-        client_secret=secret,
-        timeout=settings.keycloak_admin_timeout,
-    )
     return ProvisioningWorker(
         store,
         KeycloakAdmin(client, credentials, log=get_logger("webhook.keycloak_admin")),

@@ -51,6 +51,7 @@ class RejectionRecord:
             "jti": safe_optional(facts.jti, CLAIM_CHARS),
             "typ": safe_optional(facts.typ, CLAIM_CHARS),
             "exp": facts.exp,
+            "kind": facts.kind,
             "reason": self.reason.value,
             "detail": safe_text(self.detail, DETAIL_CHARS),
             "realm": self.realm,

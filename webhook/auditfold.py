@@ -56,6 +56,7 @@ CONTEXT_COLUMNS: Final = (
     "sub",
     "azp",
     "jti",
+    "kind",
 )
 Fold = Literal["token", "bucket", "overflow"]
 PendingKey = tuple[str | int, ...]
@@ -241,6 +242,7 @@ def row_of(aggregate: Aggregate, fold: Fold, fold_key: str, distinct: int) -> di
         "sub": claim(facts.sub),
         "azp": claim(facts.azp),
         "jti": claim(facts.jti),
+        "kind": safe_optional(facts.kind, 16) if keep_claims else None,
         "client_ip_untrusted": safe_optional(last.client_ip, FORWARDED_CHARS) if keep_origin else None,
         "user_agent_untrusted": safe_optional(last.user_agent, FORWARDED_CHARS) if keep_origin else None,
         "hook_mode": safe_text(last.hook_mode, 8),

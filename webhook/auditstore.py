@@ -88,6 +88,9 @@ class RejectedToken(Base):
     sub: Mapped[str | None] = mapped_column(String(CLAIM_CHARS), index=True, comment="Claimed subject (unverified)")
     azp: Mapped[str | None] = mapped_column(String(CLAIM_CHARS), comment="Claimed client (unverified)")
     jti: Mapped[str | None] = mapped_column(String(CLAIM_CHARS), comment="Claimed token id (unverified)")
+    kind: Mapped[str | None] = mapped_column(
+        String(16), comment="api_key when the token carries the api_key claim (unverified); NULL otherwise"
+    )
     client_ip_untrusted: Mapped[str | None] = mapped_column(
         String(FORWARDED_CHARS), index=True, comment="Client IP as forwarded by Hasura (untrusted), latest"
     )

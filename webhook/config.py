@@ -435,8 +435,29 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "keep accepting them (a logout during the outage takes effect when the link is back).",
         "true",
     ),
+    # -- API keys (issue 16) -----------------------------------------------------------------------
+    Variable(
+        "API_KEY_WRITE_ROLE",
+        "api-key-write",
+        "Role a tenant admin's token needs to create, rotate and revoke the tenant's API keys.",
+        "api-key-write",
+    ),
+    Variable(
+        "API_KEY_READ_ROLE",
+        "api-key-read",
+        "Role a tenant admin's token needs to list the tenant's API keys (`apiKeys`; the write role also may).",
+        "api-key-read",
+    ),
 )
 _DEFAULTS: Final = {v.name: v.default for v in VARIABLES}
+
+
+def _one_role(name: str, value: str) -> str:
+    """A single role name (API key permissions)."""
+    role = value.strip()
+    if not _ROLE_RE.fullmatch(role):
+        raise ConfigError(f"{name}: {role!r} is not a valid role name")
+    return role
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -740,6 +761,9 @@ class Settings:
     revocation_max_entries: int = 1_000_000
     revocation_max_lag: float = 5.0
     revocation_fail_closed: bool = True
+    # -- API keys (issue 16)
+    api_key_write_role: str = "api-key-write"
+    api_key_read_role: str = "api-key-read"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, require_keycloak: bool = True) -> Settings:
@@ -892,6 +916,8 @@ class Settings:
                 "REALM_LOOKUP_MAX_CONCURRENT", get("REALM_LOOKUP_MAX_CONCURRENT"), low=1, high=1000
             ),
             **_revocation(get),
+            api_key_write_role=_one_role("API_KEY_WRITE_ROLE", get("API_KEY_WRITE_ROLE")),
+            api_key_read_role=_one_role("API_KEY_READ_ROLE", get("API_KEY_READ_ROLE")),
         )
 
     def describe(self) -> dict[str, object]:

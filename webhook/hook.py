@@ -160,6 +160,7 @@ async def decide(services: HookServices, request: HookRequest) -> tuple[int, byt
             "realm": identity.realm.name,
             "sub": identity.user_id,
             "role": role,
+            "kind": identity.kind,
             "request_id": request.request_id,
         }
     )

@@ -137,13 +137,43 @@ class RealmProvisioningJob(Base):
     completed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
+API_KEY_ACTIONS: Final = ("create", "rotate", "revoke")
+
+
+class ApiKeyEvent(Base):
+    """One create, rotate or revoke of an API key: who, tenant, key, roles, when. Never the secret."""
+
+    __tablename__ = "api_key_event"
+    __table_args__ = (
+        CheckConstraint("action IN ('create', 'rotate', 'revoke')", name="action"),
+        CheckConstraint("source IN ('action', 'cli')", name="source"),
+        Index("ix_api_key_event_tenant_id_at", "tenant_id", "at"),
+        {"comment": "API keys issued, rotated and revoked (one row per operation; no secret)."},
+    )
+
+    id: Mapped[str] = mapped_column(_uuid(), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), comment="When the operation succeeded at Keycloak")
+    action: Mapped[str] = mapped_column(String(8), comment="create, rotate or revoke")
+    tenant_id: Mapped[str] = mapped_column(_uuid(), comment="The key's tenant (its realm is tenant-<id>)")
+    realm: Mapped[str] = mapped_column(String(100), comment="Keycloak realm holding the key's client")
+    key_name: Mapped[str] = mapped_column(String(63), comment="The key's name (its client id)")
+    roles: Mapped[Any] = mapped_column(JsonValue, nullable=True, comment="The key's roles (JSON array)")
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), comment="The key's expiry (none: never)")
+    actor: Mapped[str] = mapped_column(String(256), comment="Who: the caller's user id, or cli:<os user>")
+    actor_realm: Mapped[str | None] = mapped_column(String(100), comment="Realm of the caller's token (actions)")
+    source: Mapped[str] = mapped_column(String(8), comment="action or cli")
+    request_id: Mapped[str | None] = mapped_column(String(256), comment="Request id (actions)")
+
+
 __all__ = [
+    "API_KEY_ACTIONS",
     "DEFAULT_ENCRYPTION_PROTOCOL",
     "DEFAULT_EVENT_STATISTICS",
     "DEFAULT_EVENT_VOTING_CHANNELS",
     "DEFAULT_TENANT_VOTING_CHANNELS",
     "JOB_KINDS",
     "JOB_STATUSES",
+    "ApiKeyEvent",
     "ElectionEvent",
     "JsonValue",
     "RealmProvisioningJob",

@@ -61,6 +61,8 @@ class Reason(StrEnum):
     `webhook sessions revoke`; or revocations are uncertain and the token is older than the outage."""
     TOKEN_REPLAYED = "token_replayed"  # noqa: S105 - a reason code
     """A logout token whose `jti` was already taken (back-channel logout endpoint only)."""
+    API_KEY_EXPIRED = "api_key_expired"
+    """The token comes from an API key (claim `api_key`) whose `expires_at` has passed."""
 
 
 class Rejected(Exception):

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from webhook.apikeyclaim import KIND_API_KEY, KIND_USER, api_key_claim
 from webhook.powers import Power
 from webhook.realms import Realm
 from webhook.reasons import Reason, Rejected
@@ -41,13 +42,15 @@ class Identity:
     event_id: str | None
     default_role: str
     allowed_roles: frozenset[str]
-    exp: float
+    exp: float  # the token's exp, or the API key's expiry when that comes first
     # what revocation checks need (webhook.revocations): the token's own `sid`, `sub` and `iat`
     sid: str | None = None
     sub: str | None = None
     iat: float | None = None
     #: What the realm's kind allows (`webhook/powers.py`), attached by the verifier.
     powers: frozenset[Power] = frozenset()
+    kind: str = KIND_USER  # "api_key" for tokens of an API key (claim `api_key`)
+    api_key: str | None = None  # the API key's name
 
 
 def _string(value: object, name: str) -> str:
@@ -137,8 +140,14 @@ def identity_from_claims(claims: Mapping[str, Any], realm: Realm, forbidden_role
     elif realm.event_id is not None:
         event_id = realm.event_id
 
-    exp = claims["exp"]  # checked numeric and finite by token.check_claims
+    exp = float(claims["exp"])  # checked numeric and finite by token.check_claims
     sid, sub, iat = claims.get("sid"), claims.get("sub"), claims.get("iat")  # iat: numeric or absent (check_claims)
+    kind, key_name = KIND_USER, None
+    key = api_key_claim(claims)
+    if key is not None:
+        kind, key_name = KIND_API_KEY, key.name
+        if key.expires_at is not None:
+            exp = min(exp, key.expires_at)  # caches and Hasura's max-age end with the key
     return Identity(
         realm,
         user_id,
@@ -146,10 +155,12 @@ def identity_from_claims(claims: Mapping[str, Any], realm: Realm, forbidden_role
         event_id,
         default_role,
         granted,
-        float(exp),
+        exp,
         sid if type(sid) is str else None,
         sub if type(sub) is str else None,
         float(iat) if iat is not None else None,
+        kind=kind,
+        api_key=key_name,
     )
 
 

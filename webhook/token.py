@@ -78,6 +78,7 @@ class TokenFacts(NamedTuple):
     jti: str | None = None
     typ: str | None = None
     exp: int | None = None
+    kind: str | None = None  # "api_key" when the token carries the `api_key` claim (as claimed)
 
     @classmethod
     def of(cls, parsed: ParsedToken | None) -> TokenFacts:
@@ -95,6 +96,7 @@ class TokenFacts(NamedTuple):
             jti=_capped(claims.get("jti")),
             typ=_capped(claims.get("typ")),
             exp=exp_value,
+            kind="api_key" if "api_key" in claims else None,
         )
 
 

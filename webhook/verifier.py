@@ -9,6 +9,7 @@ Order of checks (cheapest and most discriminating first; each has its own reason
  5. signature                                                          token.verify_signature
  6. exp / nbf / iat (leeway), typ == Bearer, aud, azp                  token.check_claims
  7. Hasura claims present, well typed, agreeing with the realm        session.identity_from_claims
+ 7b. an API key's token: the key's expiry (claim `api_key.exp`)       apikeyclaim.check_not_expired
  8. the realm kind's powers attached; PLATFORM_ROLES kept only with them  powers.powers_of
  9. the session is not revoked (also checked on a verified-token cache hit)   RevocationService.revoked
 
@@ -25,6 +26,7 @@ import dataclasses
 import hashlib
 from collections.abc import Callable
 
+from webhook.apikeyclaim import KIND_API_KEY, api_key_claim, check_not_expired
 from webhook.jwks import JwksCache
 from webhook.logouttoken import LogoutClaims, check_logout_claims
 from webhook.powers import Power, powers_of
@@ -115,6 +117,8 @@ class Verifier:
             await self._check_signed(parsed, realm)
             check_claims(parsed.claims, self._claims, self._now())
             identity = identity_from_claims(parsed.claims, realm, self._forbidden)
+            if identity.kind == KIND_API_KEY:
+                check_not_expired(api_key_claim(parsed.claims), self._now())
             powers = powers_of(realm, self._super_tenant)
             roles = identity.allowed_roles
             if Power.PLATFORM_ROLES not in powers:

@@ -43,7 +43,11 @@ async def test_upgrade_and_downgrade_0002(db_env: dict[str, str]) -> None:
     try:
         await migrate(store.engine, schema=schema)
         async with store.engine.connect() as connection:
-            assert await connection.run_sync(_tables) == NEW_TABLES | {"rejected_token", "session_revocation"}
+            assert await connection.run_sync(_tables) == NEW_TABLES | {
+                "rejected_token",
+                "session_revocation",
+                "api_key_event",
+            }
             shape = await connection.run_sync(_shape)
             await connection.run_sync(_check)
         assert shape["event_fks"] == ["election_event", "tenant"]

@@ -18,7 +18,14 @@ pytestmark = pytest.mark.anyio
 
 def test_default_registry_holds_the_metadata_actions() -> None:
     """The service answers exactly the actions hasura_metadata declares."""
-    assert sorted(default_registry()) == ["insertElectionEvent", "insertTenant"]
+    assert sorted(default_registry()) == [
+        "apiKeys",
+        "createApiKey",
+        "insertElectionEvent",
+        "insertTenant",
+        "revokeApiKey",
+        "rotateApiKey",
+    ]
 
 
 def test_a_name_registers_once() -> None:

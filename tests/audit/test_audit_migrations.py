@@ -54,6 +54,7 @@ async def test_upgrade_from_empty_then_downgrade_to_empty(db_env: dict[str, str]
             "election_event",
             "realm_provisioning_job",
             "session_revocation",
+            "api_key_event",
         }
         assert await current_revision(engine) == head_revision()
         async with engine.connect() as connection:

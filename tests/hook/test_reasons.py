@@ -247,6 +247,9 @@ CASES = [
         lambda s: {**bearer(s.keycloak.mint(s.tenant.name)), "X-Hasura-Role": "root"},
     ),
     Case("default role not in allowed", Reason.ROLE_NOT_ALLOWED, mint(default_role="superuser")),
+    Case("API key expired", Reason.API_KEY_EXPIRED, mint(claims={"api_key": {"name": "erp", "exp": NOW - 1}})),
+    Case("API key claim not an object", Reason.CLAIMS_INVALID, mint(claims={"api_key": "erp"})),
+    Case("API key expiry a word", Reason.CLAIMS_INVALID, mint(claims={"api_key": {"name": "erp", "exp": "soon"}})),
 ]
 
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from webhook.datastore import DataStore
+
+if TYPE_CHECKING:
+    from webhook.actions.apikey import ApiKeyPolicy
 
 
 def _nothing(_realm: str) -> None:
@@ -25,6 +29,8 @@ class ActionContext:
     super_admin_tenant_id: str | None = None
     #: Called after a commit created a row and its provisioning job (wakes the worker, drops caches).
     on_created: Callable[[str], None] = field(default=_nothing)
+    #: The API key actions' policy and service (None: those actions answer `unavailable`).
+    api_keys: ApiKeyPolicy | None = None
 
     def now(self) -> dt.datetime:
         """The current time, UTC-aware, from the injected wall clock."""

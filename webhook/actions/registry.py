@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.actions import election_event, tenant
+from webhook.actions import apikey, election_event, tenant
 from webhook.actions.auth import Caller
 from webhook.actions.context import ActionContext
 from webhook.actions.envelope import ActionCall
@@ -50,6 +50,10 @@ def default_registry() -> ActionRegistry:
     registry = ActionRegistry()
     registry.register("insertElectionEvent", election_event.insert_election_event)
     registry.register("insertTenant", tenant.insert_tenant)
+    registry.register("createApiKey", apikey.create_api_key)
+    registry.register("rotateApiKey", apikey.rotate_api_key)
+    registry.register("revokeApiKey", apikey.revoke_api_key)
+    registry.register("apiKeys", apikey.api_keys)
     return registry
 
 

@@ -56,6 +56,9 @@ NEEDS: Final[Mapping[str, str]] = {
     "create mapper": "manage-clients",
     "update mapper": "manage-clients",
     "client secret": "view-clients",
+    "create client": "manage-clients",
+    "delete client": "manage-clients",
+    "regenerate secret": "manage-clients",
     "service account": "view-clients",
     "list roles": "view-realm",
     "user roles": "view-users",
@@ -289,6 +292,35 @@ class KeycloakAdmin:
         value = found.get("value")
         if not isinstance(value, str) or not value:
             raise KeycloakAdminError(f"client secret ({realm}): the client has no secret")
+        return value
+
+    async def create_client(self, realm: str, representation: Mapping[str, Any]) -> str | None:
+        """POST a client (with its mappers); its id, or None when Keycloak answers 409 (the clientId exists)."""
+        body = dict(representation)
+
+        async def call() -> str | None:
+            try:
+                created: str = await self._library.a_create_client(body)
+            except KeycloakError as exc:
+                if _status(exc) == 409:
+                    return None
+                raise
+            return created
+
+        return await self._call("create client", realm, call, changes=True)
+
+    async def delete_client(self, realm: str, client_uuid: str) -> None:
+        """DELETE a client (Keycloak deletes its service-account user with it)."""
+        await self._call("delete client", realm, lambda: self._library.a_delete_client(client_uuid), changes=True)
+
+    async def regenerate_secret(self, realm: str, client_uuid: str) -> str:
+        """A new secret for a confidential client (the old one stops working); never logged or stored."""
+        found: dict[str, Any] = await self._call(
+            "regenerate secret", realm, lambda: self._library.a_generate_client_secrets(client_uuid), changes=True
+        )
+        value = found.get("value")
+        if not isinstance(value, str) or not value:
+            raise KeycloakAdminError(f"regenerate secret ({realm}): Keycloak answered no secret")
         return value
 
     async def service_account(self, realm: str, client_uuid: str) -> dict[str, Any]:

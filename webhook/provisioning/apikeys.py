@@ -1,0 +1,198 @@
+"""Issuing, listing, rotating and revoking API keys in a tenant's realm, each operation recorded.
+
+Rules of this module:
+- A key lives in the realm `tenant-<tenant_id>` only, as the client `webhook.provisioning.apikeyclient`
+  builds; only clients marked as API keys are listed, rotated or revoked (the realm's own clients and
+  clients an operator made by hand are "not found").
+- Every create, rotate and revoke writes one `api_key_event` row (who, tenant, key, roles, expiry,
+  when) in a transaction opened *before* Keycloak is touched and committed after Keycloak answered:
+  a database that is down refuses the operation before anything changes, and a Keycloak failure
+  leaves no row. If the commit itself fails after a create, the new client is deleted again.
+- Secrets: Keycloak generates them; they are returned to the caller once (create, rotate) and never
+  stored, logged or put in a row or an error message.
+- Revoking deletes the client: Keycloak deletes its service account with it, and issues no token for
+  it any more. `on_revoked(realm, service_account_id)` (when given) lets the service end the key's
+  live tokens at once; without it they last until their `exp` (the realm's access token lifespan).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from webhook.datastore import DataStore
+from webhook.models import ApiKeyEvent
+from webhook.provisioning.apikeyclient import ApiKeyInfo, ApiKeySpec, client_representation, is_api_key, key_info
+from webhook.provisioning.keycloakadmin import KeycloakAdmin, KeycloakAdminError
+from webhook.realms import tenant_realm_name
+
+Source = Literal["action", "cli"]
+MAX_KEYS_PER_REALM: Final = 1000
+
+
+class ApiKeyError(Exception):
+    """An API key operation refused; the message is safe to show (no secret, no Keycloak body)."""
+
+
+class KeyExists(ApiKeyError):
+    """A client with this name already exists in the realm."""
+
+
+class KeyNotFound(ApiKeyError):
+    """No API key of this name in the realm (or no such realm)."""
+
+
+class TooManyKeys(ApiKeyError):
+    """The realm already holds MAX_KEYS_PER_REALM keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asks for the operation (recorded)."""
+
+    who: str
+    source: Source
+    realm: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A key and its secret, handed to the caller once."""
+
+    info: ApiKeyInfo
+    realm: str
+    secret: str
+
+
+RevokedHook = Callable[[str, str], Awaitable[None]]
+
+
+class ApiKeyService:
+    """See the module rules."""
+
+    def __init__(
+        self,
+        admin: KeycloakAdmin,
+        store: DataStore,
+        *,
+        wall_clock: Callable[[], float],
+        audiences: Iterable[str] = (),
+        on_revoked: RevokedHook | None = None,
+    ) -> None:
+        self._admin = admin
+        self._store = store
+        self._now = wall_clock
+        self._audiences = tuple(audiences)
+        self._on_revoked = on_revoked
+
+    def now(self) -> dt.datetime:
+        """The injected wall clock as an aware UTC datetime."""
+        return dt.datetime.fromtimestamp(self._now(), dt.UTC)
+
+    async def _clients(self, realm: str) -> list[dict[str, Any]]:
+        try:
+            return await self._admin.clients(realm)
+        except KeycloakAdminError as exc:
+            if str(exc).endswith("HTTP 404"):
+                raise KeyNotFound(f"realm {realm} does not exist") from None
+            raise
+
+    async def _find(self, realm: str, name: str) -> dict[str, Any]:
+        for client in await self._clients(realm):
+            if client.get("clientId") == name and is_api_key(client):
+                return client
+        raise KeyNotFound(f"no API key named {name!r} in this tenant")
+
+    def _row(self, action: str, tenant_id: str, info: ApiKeyInfo, actor: Actor) -> ApiKeyEvent:
+        return ApiKeyEvent(
+            id=str(uuid.uuid4()),
+            at=self.now(),
+            action=action,
+            tenant_id=tenant_id,
+            realm=tenant_realm_name(tenant_id),
+            key_name=info.name,
+            roles=list(info.roles),
+            expires_at=info.expires_at,
+            actor=actor.who[:256],
+            actor_realm=actor.realm,
+            source=actor.source,
+            request_id=actor.request_id[:256] if actor.request_id else None,
+        )
+
+    async def list(self, tenant_id: str) -> list[ApiKeyInfo]:
+        """The tenant's keys, by name."""
+        clients = await self._clients(tenant_realm_name(tenant_id))
+        return sorted((key_info(c) for c in clients if is_api_key(c)), key=lambda k: k.name)
+
+    async def create(
+        self, tenant_id: str, name: str, roles: Sequence[str], expires_at: dt.datetime | None, actor: Actor
+    ) -> IssuedKey:
+        """A new key (the caller validated name, roles and expiry); `KeyExists` if the name is taken."""
+        realm = tenant_realm_name(tenant_id)
+        clients = await self._clients(realm)
+        if any(c.get("clientId") == name for c in clients):
+            raise KeyExists(f"a client named {name!r} already exists in this tenant")
+        if sum(1 for c in clients if is_api_key(c)) >= MAX_KEYS_PER_REALM:
+            raise TooManyKeys(f"this tenant already has {MAX_KEYS_PER_REALM} API keys")
+        spec = ApiKeySpec(name, tenant_id, tuple(roles), expires_at, actor.who[:256], self.now())
+        representation = client_representation(spec, self._audiences)
+        info = key_info(representation)
+        client_uuid: str | None = None
+        try:
+            async with self._store.transaction() as session:
+                session.add(self._row("create", tenant_id, info, actor))
+                await session.flush()  # the database takes the record before Keycloak is touched
+                client_uuid = await self._admin.create_client(realm, representation)
+                if client_uuid is None:
+                    raise KeyExists(f"a client named {name!r} already exists in this tenant")
+                secret = await self._admin.client_secret(realm, client_uuid)
+        except BaseException:
+            if client_uuid is not None:  # created, but not recorded (or no secret): take it back
+                with contextlib.suppress(KeycloakAdminError):
+                    await self._admin.delete_client(realm, client_uuid)
+            raise
+        return IssuedKey(info, realm, secret)
+
+    async def rotate(self, tenant_id: str, name: str, actor: Actor) -> IssuedKey:
+        """A new secret for the key; the old one stops working at once."""
+        realm = tenant_realm_name(tenant_id)
+        client = await self._find(realm, name)
+        info = key_info(client)
+        async with self._store.transaction() as session:
+            session.add(self._row("rotate", tenant_id, info, actor))
+            await session.flush()
+            secret = await self._admin.regenerate_secret(realm, str(client.get("id")))
+        return IssuedKey(info, realm, secret)
+
+    async def revoke(self, tenant_id: str, name: str, actor: Actor) -> ApiKeyInfo:
+        """Delete the key's client (no new tokens), then end its live tokens if the service can."""
+        realm = tenant_realm_name(tenant_id)
+        client = await self._find(realm, name)
+        info = key_info(client)
+        client_uuid = str(client.get("id"))
+        account = await self._admin.service_account(realm, client_uuid)
+        async with self._store.transaction() as session:
+            session.add(self._row("revoke", tenant_id, info, actor))
+            await session.flush()
+            await self._admin.delete_client(realm, client_uuid)
+        account_id = account.get("id")
+        if self._on_revoked is not None and isinstance(account_id, str):
+            await self._on_revoked(realm, account_id)
+        return info
+
+
+__all__ = [
+    "MAX_KEYS_PER_REALM",
+    "Actor",
+    "ApiKeyError",
+    "ApiKeyService",
+    "IssuedKey",
+    "KeyExists",
+    "KeyNotFound",
+    "TooManyKeys",
+]
