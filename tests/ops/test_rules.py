@@ -12,6 +12,7 @@ import re
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -162,9 +163,17 @@ def exported_families() -> set[str]:
         def pinned_health(self) -> Iterable[RealmHealth]:
             return [RealmHealth("tenant-x", "fresh", 0, 1.0, 10.0, {"ok": 1})]
 
+    class Revocations:
+        stats = SimpleNamespace(received={"taken": 1}, applied=0, lag_observer=None)
+        set = SimpleNamespace(hits=0)
+
+        def uncertain(self) -> bool:
+            return False
+
     metrics = Metrics()
     metrics.watch_token_cache(Tokens())
     metrics.watch_jwks(Jwks())
+    metrics.watch_revocations(Revocations())
     metrics.rejections.labels("expired", "none").inc()  # labelled per realm, so not pre-created
     metrics.actions.labels("insertTenant", "ok").inc()
     names = set()
