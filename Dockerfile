@@ -6,7 +6,7 @@
 # a non-root user, a HEALTHCHECK on /healthz.
 #
 # Layout under /app mirrors the repository on purpose (checked by tests/deploy/test_dockerfile.py):
-# - webhook.db finds the Alembic scripts at <package>/../migrations, so `webhook db upgrade` needs
+# - webhook.db.engine finds the Alembic scripts at <package>/../migrations, so `webhook db upgrade` needs
 #   /app/migrations next to /app/webhook; the project is installed in editable mode pointing there;
 # - `alembic ...` reads [tool.alembic] from /app/pyproject.toml (script_location = migrations/).
 #

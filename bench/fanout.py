@@ -25,8 +25,8 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from webhook.backchannel import PATH
-from webhook.db import make_engine, migrate
+from webhook.db.engine import make_engine, migrate
+from webhook.revocation.endpoint import PATH
 from webhook.testing.keycloak import FakeKeycloak
 from webhook.testing.serveproc import serve_replicas
 

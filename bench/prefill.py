@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/prefill.py URL [--rows 1000000] [--schema NAME] [-
 
 URL is a DATABASE_URL (`sqlite+aiosqlite:///path` or `postgresql+asyncpg://user@127.0.0.1:5432/db`,
 loopback only). The schema is migrated to head first (the same Alembic migrations as the service),
-then rows are bulk-inserted through SQLAlchemy Core on the service's own table (`webhook.auditstore`):
+then rows are bulk-inserted through SQLAlchemy Core on the service's own table (`webhook.audit.store`):
 distinct token hashes, mostly `bad_signature`, claimed facts shaped like the bench realm's tokens,
 first/last seen spread over the last 90 days (the retention window). Rows already present count
 towards N: running it twice does not double the table.
@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from webhook.auditstore import TABLE
-from webhook.db import make_engine, migrate
+from webhook.audit.store import TABLE
+from webhook.db.engine import make_engine, migrate
 
 CHUNK = 5000
 REASONS = ("bad_signature",) * 8 + ("expired", "unknown_kid", "malformed_token", "wrong_token_type")

@@ -16,10 +16,10 @@ import httpx
 
 from webhook.app import Dependencies, build_runtime
 from webhook.config import Settings
-from webhook.datastore import DataStore
-from webhook.db import make_engine
-from webhook.revocations import Revocation
-from webhook.revocationservice import RevocationPolicy, RevocationService
+from webhook.db.datastore import DataStore
+from webhook.db.engine import make_engine
+from webhook.revocation.active import Revocation
+from webhook.revocation.service import RevocationPolicy, RevocationService
 from webhook.testing.keycloak import FakeKeycloak
 
 

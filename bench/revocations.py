@@ -14,10 +14,10 @@ import asyncio
 import time
 import uuid
 
-from webhook.datastore import DataStore
-from webhook.db import make_engine, migrate
-from webhook.revocations import Revocation
-from webhook.revocationstore import active, insert
+from webhook.db.datastore import DataStore
+from webhook.db.engine import make_engine, migrate
+from webhook.revocation.active import Revocation
+from webhook.revocation.store import active, insert
 
 DAY = 86400.0
 

@@ -176,7 +176,7 @@ if wants bad_pg; then
     "$PY" - "$PG_URL" "$PG_SCHEMA" <<'PYEOF' || die "could not drop schema $PG_SCHEMA"
 import asyncio, sys
 from sqlalchemy import text
-from webhook.db import make_engine
+from webhook.db.engine import make_engine
 async def main() -> None:
     engine = make_engine(sys.argv[1])
     async with engine.begin() as c:

@@ -18,9 +18,11 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
-from webhook import auditstore, models, revocationstore  # noqa: F401 - registers every model on Base.metadata
+import webhook.audit.store
+import webhook.db.models
+import webhook.revocation.store  # noqa: F401 - the three register every model on Base.metadata
 from webhook.config import Settings
-from webhook.db import Base, UtcDateTime, ensure_schema, make_engine
+from webhook.db.engine import Base, UtcDateTime, ensure_schema, make_engine
 
 config = context.config
 target_metadata = Base.metadata

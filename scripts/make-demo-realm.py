@@ -26,8 +26,8 @@ from typing import Any, Final
 ROOT: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from webhook.core.realms import tenant_realm_name  # noqa: E402
 from webhook.provisioning.templates import PortalUrls, load_template, render  # noqa: E402
-from webhook.realms import tenant_realm_name  # noqa: E402
 
 DEMO_TENANT_ID: Final = "90505c8a-23a9-4cdf-a26b-4e19f6a097d5"
 DEMO_ADMIN: Final = {"id": "5d1f0a8e-3c4b-4f7a-9e2d-6b8c0a1f2e3d", "username": "admin", "password": "admin"}

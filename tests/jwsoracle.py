@@ -1,6 +1,6 @@
 """joserfc as the oracle of our JWS path: the same token and JWKS through both, verdicts compared.
 
-Our path (webhook/token.py: parse once, `cryptography` verify with the key joserfc imported) replaced
+Our path (webhook/core/token.py: parse once, `cryptography` verify with the key joserfc imported) replaced
 joserfc's `jws.validate_compact`; this module holds it to joserfc on two layers:
 
 1. Signature, exact: for every key of the set that serves the token's `alg`, our `verify_signature`
@@ -30,9 +30,9 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
-from webhook.keys import RealmKeys, parse_jwks
-from webhook.reasons import Reason, Rejected
-from webhook.token import ALLOWED_HEADERS, check_algorithm, parse, verify_signature
+from webhook.core.keys import RealmKeys, parse_jwks
+from webhook.core.reasons import Reason, Rejected
+from webhook.core.token import ALLOWED_HEADERS, check_algorithm, parse, verify_signature
 
 MAX_TOKEN: Final = 16384
 JOSERFC_HEADER_CAP: Final = 512

@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 from webhook.config import VARIABLES
-from webhook.reasons import Reason
+from webhook.core.reasons import Reason
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

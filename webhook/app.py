@@ -36,30 +36,30 @@ from webhook.actions.auth import ActionAuth
 from webhook.actions.context import ActionContext
 from webhook.actions.endpoint import ActionsEndpoint, ActionServices
 from webhook.actions.registry import ActionRegistry, default_registry
-from webhook.audit import AuditSink
-from webhook.auditwriter import CountingSink, audit_detail, audit_status, db_audit_sink
-from webhook.backchannel import PATH as BACKCHANNEL_PATH
-from webhook.backchannel import BackchannelLogout, LogoutServices
+from webhook.audit.record import AuditSink
+from webhook.audit.writer import CountingSink, audit_detail, audit_status, db_audit_sink
+from webhook.auth.endpoint import AuthHook, HookServices
+from webhook.auth.jwks import CachePolicy, JwksCache, JwksFetcher
+from webhook.auth.jwkspublish import PublishedRealms
+from webhook.auth.jwksview import union_jwks
+from webhook.auth.realmregistry import DbRealmRegistry
+from webhook.auth.tokencache import VerifiedTokenCache
+from webhook.auth.verifier import Verifier
 from webhook.config import Settings
-from webhook.datastore import DataStore
-from webhook.decisionlog import DecisionLog
-from webhook.hook import AuthHook, HookServices
-from webhook.jwks import CachePolicy, JwksCache, JwksFetcher
-from webhook.jwkspublish import PublishedRealms
-from webhook.jwksview import union_jwks
-from webhook.logs import get_logger
-from webhook.metrics import Metrics, RealmLabels
-from webhook.openapi import openapi_json
+from webhook.core.realms import RealmPolicy, RealmRegistry, tenant_realm_name
+from webhook.core.token import ClaimsPolicy
+from webhook.db.datastore import DataStore
+from webhook.observability.decisionlog import DecisionLog
+from webhook.observability.logs import get_logger
+from webhook.observability.metrics import Metrics, RealmLabels
+from webhook.observability.openapi import openapi_json
 from webhook.provisioning.apikeys import ApiKeyService
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin
 from webhook.provisioning.templates import PortalUrls
 from webhook.provisioning.worker import ProvisioningWorker, WorkerPolicy
-from webhook.realmregistry import DbRealmRegistry
-from webhook.realms import RealmPolicy, RealmRegistry, tenant_realm_name
-from webhook.revocationservice import RevocationPolicy, RevocationService
-from webhook.token import ClaimsPolicy
-from webhook.tokencache import VerifiedTokenCache
-from webhook.verifier import Verifier
+from webhook.revocation.endpoint import PATH as BACKCHANNEL_PATH
+from webhook.revocation.endpoint import BackchannelLogout, LogoutServices
+from webhook.revocation.service import RevocationPolicy, RevocationService
 
 HOOK_PATH = "/hasura/auth"
 
@@ -162,7 +162,7 @@ class WebhookApp:
                 stack.push_async_callback(store.dispose)
                 if not store.ready.is_set():
                     migration = asyncio.get_running_loop().create_task(
-                        store.migrate_until_ready(get_logger("webhook.datastore"))
+                        store.migrate_until_ready(get_logger("webhook.db.datastore"))
                     )
                     stack.push_async_callback(_cancel, migration)
             registry = deps.realm_registry
@@ -180,7 +180,7 @@ class WebhookApp:
                     db_audit_sink(
                         settings,
                         metrics=deps.metrics,
-                        log=get_logger("webhook.audit"),
+                        log=get_logger("webhook.audit.record"),
                         clock=deps.clock,
                         wall_clock=deps.wall_clock,
                     )
@@ -280,7 +280,7 @@ class WebhookApp:
                 audiences=settings.backchannel_logout_audiences,
                 max_body_bytes=settings.max_token_bytes + 1024,
                 wall_clock=self.deps.wall_clock,
-                log=get_logger("webhook.revocations"),
+                log=get_logger("webhook.revocation.active"),
             )
 
     async def _healthz(self, _request: Request) -> Response:
@@ -359,7 +359,7 @@ def start_revocations(
             schema=settings.database_schema,
             clock=deps.clock,
             wall_clock=deps.wall_clock,
-            log=get_logger("webhook.revocations"),
+            log=get_logger("webhook.revocation.active"),
         )
     if service is None:
         return None
@@ -409,7 +409,7 @@ def published_realms(settings: Settings, runtime: Runtime, store: DataStore | No
         configured=configured,
         store=store,
         interval=max(10.0, min(60.0, settings.jwks_ttl / 2)),
-        log=get_logger("webhook.jwks"),
+        log=get_logger("webhook.auth.jwks"),
     )
 
 

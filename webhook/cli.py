@@ -30,29 +30,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from webhook import __version__
 from webhook.actions.apikey import parse_expiry, parse_roles
 from webhook.app import Dependencies, api_key_policy, build_runtime, create_app, http_client, provisioning_worker
-from webhook.auditfill import fill
-from webhook.auditschema import inspect_schema
-from webhook.auditstore import Filters, TopBy, as_dict, list_rows, prune, top
+from webhook.audit.fill import fill
+from webhook.audit.schema import inspect_schema
+from webhook.audit.store import Filters, TopBy, as_dict, list_rows, prune, top
+from webhook.auth.httpbounds import BoundedHttpToolsProtocol
+from webhook.auth.jwks import JwksFetcher
+from webhook.auth.verifier import TokenRejected
 from webhook.config import VARIABLES, ConfigError, Settings
-from webhook.datastore import DataStore
-from webhook.db import current_revision, head_revision, make_engine, make_sessionmaker, migrate
-from webhook.httpbounds import BoundedHttpToolsProtocol
-from webhook.jwks import JwksFetcher
-from webhook.logouttoken import MAX_ID_CHARS
-from webhook.logs import configure, get_logger, terminal_text
+from webhook.core.logouttoken import MAX_ID_CHARS
+from webhook.core.realms import REALM_NAME_RE, parse_realm_name
+from webhook.core.reasons import Reason, Rejected
+from webhook.core.session import choose_role
+from webhook.db.datastore import DataStore
+from webhook.db.engine import current_revision, head_revision, make_engine, make_sessionmaker, migrate
+from webhook.observability.logs import configure, get_logger, terminal_text
 from webhook.provisioning.apikeyclient import name_problem
 from webhook.provisioning.apikeys import Actor, ApiKeyError, ApiKeyService, IssuedKey
 from webhook.provisioning.jobs import job_as_dict, list_jobs, requeue
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin, KeycloakAdminError
 from webhook.provisioning.reconciler import RealmReconciler
 from webhook.provisioning.templates import PortalUrls, load_template, render, render_named
-from webhook.realms import REALM_NAME_RE, parse_realm_name
-from webhook.reasons import Reason, Rejected
-from webhook.revocations import Revocation
-from webhook.revocationstore import active as revocation_active
-from webhook.revocationstore import insert as revocation_insert
-from webhook.session import choose_role
-from webhook.verifier import TokenRejected
+from webhook.revocation.active import Revocation
+from webhook.revocation.store import active as revocation_active
+from webhook.revocation.store import insert as revocation_insert
 
 T = TypeVar("T")
 
@@ -111,7 +111,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         host=host or settings.host,
         port=settings.port if port is None else port,
         workers=workers,
-        http=BoundedHttpToolsProtocol,  # httptools with request heads capped (webhook/httpbounds.py)
+        http=BoundedHttpToolsProtocol,  # httptools with request heads capped (webhook/auth/httpbounds.py)
         loop="uvloop",
         lifespan="on",
         access_log=False,
@@ -467,7 +467,7 @@ async def _run_worker(settings: Settings, *, once: bool) -> int:
     store = DataStore.from_settings(settings)
     try:
         if not store.ready.is_set():
-            await store.migrate_until_ready(get_logger("webhook.datastore"))
+            await store.migrate_until_ready(get_logger("webhook.db.datastore"))
         async with http_client(settings) as client:
             runner = provisioning_worker(settings, store, client, Dependencies(http_client=client))
             if once:

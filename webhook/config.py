@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from webhook.realms import REALM_NAME_RE, parse_realm_name
+from webhook.core.realms import REALM_NAME_RE, parse_realm_name
 
 ASYMMETRIC_ALGORITHMS: Final = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -243,7 +243,7 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "Local directory where audit rows wait while the database cannot take them (one `slot-<n>` "
         "per process, fsync'd per batch, replayed in order when the database is back and at the next "
         "start). Empty: no journal (rows wait in memory, up to AUDIT_QUEUE_SIZE, and die with the process).",
-        "/var/lib/webhook/audit-journal",
+        "/var/lib/webhook/audit/record-journal",
     ),
     Variable(
         "AUDIT_JOURNAL_MAX_BYTES",

@@ -23,7 +23,7 @@ import orjson
 
 from webhook.app import create_app
 from webhook.config import ConfigError, Settings
-from webhook.logs import configure, get_logger
+from webhook.observability.logs import configure, get_logger
 from webhook.testing.keycloak import FakeKeycloak
 from webhook.testing.server import serve_asgi
 

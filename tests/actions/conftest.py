@@ -26,14 +26,14 @@ from sqlalchemy import func, select
 from tests.dbsupport import own_schema, postgres_url
 from webhook.actions.registry import ActionRegistry
 from webhook.app import Dependencies, WebhookApp, create_app
-from webhook.auditstore import TABLE as REJECTED
-from webhook.auditwriter import DbAuditSink
+from webhook.audit.store import TABLE as REJECTED
+from webhook.audit.writer import DbAuditSink
 from webhook.config import Settings
-from webhook.datastore import DataStore
-from webhook.db import migrate
-from webhook.decisionlog import DecisionLog
-from webhook.metrics import Metrics
-from webhook.models import ElectionEvent, RealmProvisioningJob, Tenant
+from webhook.db.datastore import DataStore
+from webhook.db.engine import migrate
+from webhook.db.models import ElectionEvent, RealmProvisioningJob, Tenant
+from webhook.observability.decisionlog import DecisionLog
+from webhook.observability.metrics import Metrics
 from webhook.provisioning.worker import JobOutcome, ProvisioningWorker
 from webhook.testing.hasura import ActionVerdict, HasuraStandIn, HasuraVerdict
 from webhook.testing.keycloak import FakeKeycloak, FakeRealm

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tests.actions.conftest import OTHER, SECRET, TENANT, ActionStack, random_uuid
-from webhook.models import ElectionEvent
+from webhook.db.models import ElectionEvent
 from webhook.testing.keycloak import attacker_key
 
 pytestmark = pytest.mark.anyio

@@ -11,8 +11,8 @@ from sqlalchemy.engine import Connection
 
 from tests.actions.conftest import TENANT, StackFactory
 from webhook.config import Settings
-from webhook.datastore import DataStore
-from webhook.db import alembic_config, current_revision, migrate
+from webhook.db.datastore import DataStore
+from webhook.db.engine import alembic_config, current_revision, migrate
 
 pytestmark = pytest.mark.anyio
 NEW_TABLES = {"tenant", "election_event", "realm_provisioning_job"}

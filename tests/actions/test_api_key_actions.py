@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.actions.conftest import TENANT, ActionStack, StackFactory, random_uuid
-from webhook.models import ApiKeyEvent
+from webhook.db.models import ApiKeyEvent
 
 pytestmark = pytest.mark.anyio
 WRITER = ["admin-user", "api-key-write", "tenant-read"]

@@ -13,7 +13,7 @@ import pytest
 from tests.actions.conftest import SECRET, TENANT, ActionStack, random_uuid
 from webhook.actions.fields import MAX_JSONB_BYTES
 from webhook.actions.jsonlimits import MAX_INT, MIN_INT
-from webhook.models import ElectionEvent
+from webhook.db.models import ElectionEvent
 
 pytestmark = pytest.mark.anyio
 

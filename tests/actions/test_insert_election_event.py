@@ -8,9 +8,9 @@ from typing import Any, Final
 import pytest
 
 from tests.actions.conftest import OTHER, SUPER, TENANT, ActionStack, StackFactory, random_uuid
-from webhook.models import ElectionEvent, RealmProvisioningJob
+from webhook.core.session import CLAIM_EVENT, CLAIM_TENANT
+from webhook.db.models import ElectionEvent, RealmProvisioningJob
 from webhook.provisioning.templates import keycloak_claim
-from webhook.session import CLAIM_EVENT, CLAIM_TENANT
 
 pytestmark = pytest.mark.anyio
 

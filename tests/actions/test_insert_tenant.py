@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from tests.actions.conftest import SUPER, TENANT, ActionStack, random_uuid
-from webhook.models import RealmProvisioningJob, Tenant
-from webhook.session import CLAIM_EVENT, CLAIM_TENANT
+from webhook.core.session import CLAIM_EVENT, CLAIM_TENANT
+from webhook.db.models import RealmProvisioningJob, Tenant
 
 pytestmark = pytest.mark.anyio
 REQUIRED = ("id", "slug", "realm", "provisioning")

@@ -7,7 +7,7 @@ from sqlalchemy import delete
 
 from tests.actions.conftest import ActionStack
 from tests.actions.test_provisioning import create_event
-from webhook.models import RealmProvisioningJob
+from webhook.db.models import RealmProvisioningJob
 
 pytestmark = pytest.mark.anyio
 

@@ -11,10 +11,10 @@ import pytest
 
 from tests.actions.conftest import ADMIN_CLIENT, TENANT, ActionStack, FakeClock, StackFactory, random_uuid
 from webhook.config import Secret, Settings
-from webhook.datastore import DataStore
-from webhook.db import migrate
-from webhook.metrics import Metrics
-from webhook.models import RealmProvisioningJob, Tenant
+from webhook.db.datastore import DataStore
+from webhook.db.engine import migrate
+from webhook.db.models import RealmProvisioningJob, Tenant
+from webhook.observability.metrics import Metrics
 from webhook.provisioning.jobs import claim_due, new_job
 from webhook.provisioning.keycloakadmin import AdminCredentials, AdminPermanentError, KeycloakAdmin, KeycloakAdminError
 from webhook.provisioning.templates import PortalUrls, hasura_claims, load_template, render

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from tests.actions.conftest import ADMIN_CLIENT, TENANT, prepare_database, random_uuid
 from webhook.cli import main
 from webhook.config import Settings
-from webhook.datastore import DataStore
-from webhook.models import ElectionEvent
+from webhook.db.datastore import DataStore
+from webhook.db.models import ElectionEvent
 from webhook.provisioning.jobs import new_job
 from webhook.testing.keycloak import FakeKeycloak
 

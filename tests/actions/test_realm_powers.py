@@ -1,4 +1,4 @@
-"""What each realm kind may do (webhook/powers.py), enforced the same for the hook and the actions:
+"""What each realm kind may do (webhook/core/powers.py), enforced the same for the hook and the actions:
 event realms (even the super-admin tenant's) create nothing and get no platform roles; a
 TRUSTED_EXTRA_REALMS token claiming the super-admin tenant is not the super-admin tenant."""
 
@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from tests.actions.conftest import OTHER, SUPER, TENANT, ActionStack, StackFactory, random_uuid
-from webhook.models import ElectionEvent, Tenant
-from webhook.session import CLAIM_TENANT
+from webhook.core.session import CLAIM_TENANT
+from webhook.db.models import ElectionEvent, Tenant
 
 pytestmark = pytest.mark.anyio
 EXTRA = "platform-ops"

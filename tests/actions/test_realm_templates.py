@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from webhook.core.session import CLAIM_ALLOWED_ROLES, CLAIM_DEFAULT_ROLE, CLAIM_TENANT, HASURA_NAMESPACE
 from webhook.provisioning.templates import (
     PLACEHOLDER_EVENT,
     PLACEHOLDER_TENANT,
@@ -18,7 +19,6 @@ from webhook.provisioning.templates import (
     render,
     strip_secrets,
 )
-from webhook.session import CLAIM_ALLOWED_ROLES, CLAIM_DEFAULT_ROLE, CLAIM_TENANT, HASURA_NAMESPACE
 
 T = "5b0c9d8e-7f6a-4b5c-8d9e-0f1a2b3c4d5e"
 E = "6c1d0e9f-8a7b-4c6d-9e0f-1a2b3c4d5e6f"

@@ -11,14 +11,14 @@ import pytest
 
 from tests.actions.conftest import OTHER, SUPER, TENANT, ActionStack, StackFactory, random_uuid
 from webhook.app import Dependencies, create_app
-from webhook.audit import MemorySink
+from webhook.audit.record import MemorySink
+from webhook.auth.realmregistry import DbRealmRegistry, MemoryRealmRegistry
 from webhook.config import Settings
-from webhook.datastore import DataStore
-from webhook.db import make_engine
-from webhook.decisionlog import DecisionLog
-from webhook.realmregistry import DbRealmRegistry, MemoryRealmRegistry
-from webhook.realms import Realm, parse_realm_name
-from webhook.reasons import Reason, Rejected
+from webhook.core.realms import Realm, parse_realm_name
+from webhook.core.reasons import Reason, Rejected
+from webhook.db.datastore import DataStore
+from webhook.db.engine import make_engine
+from webhook.observability.decisionlog import DecisionLog
 from webhook.testing.hasura import HasuraStandIn
 from webhook.testing.keycloak import FakeKeycloak
 from webhook.testing.server import serve_asgi

@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webhook.app import WebhookApp
-from webhook.auditstore import TABLE
+from webhook.audit.store import TABLE
 from webhook.config import Settings
-from webhook.db import make_engine
+from webhook.db.engine import make_engine
 
 UNTRUSTED_ISSUER = "https://attacker.example/realms/evil"
 

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.audit.support import engine_for, table_totals
-from webhook.audit import RejectionRecord, token_digest
-from webhook.auditfold import fold_records
-from webhook.auditstore import upsert
+from webhook.audit.fold import fold_records
+from webhook.audit.record import RejectionRecord, token_digest
+from webhook.audit.store import upsert
 from webhook.cli import main, parse_since
-from webhook.db import migrate
-from webhook.reasons import Reason
-from webhook.token import TokenFacts
+from webhook.core.reasons import Reason
+from webhook.core.token import TokenFacts
+from webhook.db.engine import migrate
 
 TENANT = "5d6e7f80-9a1b-4c2d-8e3f-405162738495"
 HOUR = 3600.0

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from webhook.auditstore import TABLE
+from webhook.audit.store import TABLE
 from webhook.cli import main
 from webhook.config import VARIABLES, ConfigError, Settings
 

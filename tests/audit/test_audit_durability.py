@@ -30,14 +30,14 @@ from sqlalchemy import func, select, text
 from tests.audit.support import bad_token, running, settings_from
 from tests.pgcluster import Cluster, throwaway_cluster
 from webhook.app import HOOK_PATH, Dependencies, create_app
-from webhook.audit import RejectionRecord, token_digest
-from webhook.auditstore import TABLE
-from webhook.auditwriter import DbAuditSink
-from webhook.db import make_engine
-from webhook.decisionlog import DecisionLog
-from webhook.metrics import Metrics
-from webhook.reasons import Reason
-from webhook.token import TokenFacts
+from webhook.audit.record import RejectionRecord, token_digest
+from webhook.audit.store import TABLE
+from webhook.audit.writer import DbAuditSink
+from webhook.core.reasons import Reason
+from webhook.core.token import TokenFacts
+from webhook.db.engine import make_engine
+from webhook.observability.decisionlog import DecisionLog
+from webhook.observability.metrics import Metrics
 
 pytestmark = pytest.mark.anyio
 TICK = 0.05  # seconds between two waves of the paced load

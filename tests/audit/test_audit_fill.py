@@ -8,11 +8,11 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from tests.audit.support import engine_for, table_totals
-from webhook.auditfill import FILL_DETAIL
-from webhook.auditschema import verdict
-from webhook.auditstore import TABLE
+from webhook.audit.fill import FILL_DETAIL
+from webhook.audit.schema import verdict
+from webhook.audit.store import TABLE
 from webhook.cli import main
-from webhook.db import head_revision
+from webhook.db.engine import head_revision
 
 
 def test_fill_inserts_distinct_verified_rows(db_env: dict[str, str]) -> None:

@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 
 from tests.audit.support import bad_token, engine_for, running, sample, settings_from, table_totals
 from webhook.app import HOOK_PATH, Dependencies, create_app
-from webhook.auditstore import TABLE
-from webhook.auditwriter import DbAuditSink
-from webhook.decisionlog import DecisionLog
-from webhook.metrics import Metrics
+from webhook.audit.store import TABLE
+from webhook.audit.writer import DbAuditSink
+from webhook.observability.decisionlog import DecisionLog
+from webhook.observability.metrics import Metrics
 
 pytestmark = pytest.mark.anyio
 QUERY = {"query": "query { __typename }"}

@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from tests.audit.support import bad_token, engine_for, running, settings_from
 from webhook.app import Dependencies, create_app
-from webhook.auditstore import TABLE
-from webhook.auditwriter import DbAuditSink
-from webhook.decisionlog import DecisionLog
-from webhook.metrics import Metrics
-from webhook.safetext import REPLACEMENT, safe_text
+from webhook.audit.store import TABLE
+from webhook.audit.writer import DbAuditSink
+from webhook.core.safetext import REPLACEMENT, safe_text
+from webhook.observability.decisionlog import DecisionLog
+from webhook.observability.metrics import Metrics
 
 pytestmark = pytest.mark.anyio
 
@@ -85,9 +85,9 @@ def test_safe_text_replaces_nul_and_lone_surrogates_and_caps() -> None:
 
 def test_decision_log_fields_are_made_safe_too() -> None:
     """The decision log line copies the same strings through the same sanitiser (and stays valid JSON)."""
-    from webhook.audit import RejectionRecord
-    from webhook.reasons import Reason
-    from webhook.token import TokenFacts
+    from webhook.audit.record import RejectionRecord
+    from webhook.core.reasons import Reason
+    from webhook.core.token import TokenFacts
 
     record = RejectionRecord(
         at=0.0,

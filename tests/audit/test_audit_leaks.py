@@ -16,11 +16,11 @@ from structlog.testing import capture_logs
 
 from tests.audit.support import bad_token, engine_for, running, settings_from
 from webhook.app import Dependencies, create_app
-from webhook.auditstore import TABLE
-from webhook.auditwriter import DbAuditSink
+from webhook.audit.store import TABLE
+from webhook.audit.writer import DbAuditSink
 from webhook.cli import main
-from webhook.decisionlog import DecisionLog
-from webhook.metrics import Metrics
+from webhook.observability.decisionlog import DecisionLog
+from webhook.observability.metrics import Metrics
 from webhook.testing.hasura import HasuraStandIn
 
 TENANT = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"

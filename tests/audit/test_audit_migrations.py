@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.audit.support import engine_for
 from webhook.cli import main
-from webhook.db import alembic_config, current_revision, head_revision, migrate
+from webhook.db.engine import alembic_config, current_revision, head_revision, migrate
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,12 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.audit.support import engine_for
-from webhook.audit import RejectionRecord, token_digest
-from webhook.auditfold import FoldPolicy, fold_records
-from webhook.auditstore import TABLE, Filters, list_rows, prune, top, upsert
-from webhook.db import make_sessionmaker, migrate
-from webhook.reasons import Reason
-from webhook.token import TokenFacts
+from webhook.audit.fold import FoldPolicy, fold_records
+from webhook.audit.record import RejectionRecord, token_digest
+from webhook.audit.store import TABLE, Filters, list_rows, prune, top, upsert
+from webhook.core.reasons import Reason
+from webhook.core.token import TokenFacts
+from webhook.db.engine import make_sessionmaker, migrate
 
 pytestmark = pytest.mark.anyio
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()

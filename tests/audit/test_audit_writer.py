@@ -15,14 +15,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.audit.support import FakeClock, RecordingLog, engine_for, forwarder, table_totals
-from webhook.audit import RejectionRecord, token_digest
-from webhook.auditfold import fold_records
-from webhook.auditstore import TABLE
-from webhook.auditwriter import AuditWriter, CountingSink, DbAuditSink, WriterPolicy, audit_status
-from webhook.db import make_engine, migrate
-from webhook.metrics import Metrics, RealmLabels
-from webhook.reasons import Reason
-from webhook.token import TokenFacts
+from webhook.audit.fold import fold_records
+from webhook.audit.record import RejectionRecord, token_digest
+from webhook.audit.store import TABLE
+from webhook.audit.writer import AuditWriter, CountingSink, DbAuditSink, WriterPolicy, audit_status
+from webhook.core.reasons import Reason
+from webhook.core.token import TokenFacts
+from webhook.db.engine import make_engine, migrate
+from webhook.observability.metrics import Metrics, RealmLabels
 
 pytestmark = pytest.mark.anyio
 DAY = 86400.0
@@ -313,7 +313,7 @@ def test_realm_labels_are_bounded() -> None:
 
 def test_counting_sink_counts_by_reason_and_realm() -> None:
     """CountingSink counts each record by reason and bounded realm, then forwards it."""
-    from webhook.audit import MemorySink
+    from webhook.audit.record import MemorySink
 
     metrics, inner = Metrics(), MemorySink()
     sink = CountingSink(inner, metrics, RealmLabels((), known=[TENANT_REALM], cap=1))

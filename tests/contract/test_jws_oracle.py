@@ -26,7 +26,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 
 from tests.jwsoracle import Oracle
-from webhook.keys import parse_jwks
+from webhook.core.keys import parse_jwks
 
 ALLOWED: Final = frozenset({"RS256", "RS384", "PS256", "ES256", "ES384", "EdDSA"})
 ALL_ALGS: Final = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "ES512", "EdDSA", "HS256", "none", "rs256")

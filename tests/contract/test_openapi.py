@@ -1,4 +1,4 @@
-"""webhook/openapi.yaml against the running service: schemathesis generates requests for every
+"""webhook/observability/openapi.yaml against the running service: schemathesis generates requests for every
 described operation and checks server errors and response conformance (status codes, content
 types, headers, bodies against the schemas).
 
@@ -24,9 +24,9 @@ from starlette.routing import Route
 from tests.security.support import AdversarialStack, InThread, adversarial_stack, bearer, in_thread
 from webhook.app import create_app
 from webhook.config import Settings
-from webhook.openapi import openapi_document
+from webhook.observability.openapi import openapi_document
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "webhook" / "openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "webhook" / "observability" / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
 CHECKS = [
     checks.not_a_server_error,
@@ -65,7 +65,7 @@ def test_spec_describes_every_route_and_nothing_more() -> None:
 
 
 def test_served_document_is_the_yaml(live: InThread) -> None:
-    """GET /openapi.json serves webhook/openapi.yaml (package data) as JSON."""
+    """GET /openapi.json serves webhook/observability/openapi.yaml (package data) as JSON."""
     stack: AdversarialStack = live.value
     response = httpx.get(f"{stack.url}/openapi.json")
     assert response.status_code == 200

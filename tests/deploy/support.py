@@ -253,7 +253,7 @@ def effective_mappers(realm: Mapping[str, Any], client_rep: Mapping[str, Any]) -
 
 def hasura_mappers(realm: Mapping[str, Any], client_rep: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Claim name under the Hasura namespace -> the mapper that writes it into access tokens."""
-    from webhook.session import HASURA_NAMESPACE
+    from webhook.core.session import HASURA_NAMESPACE
 
     found: dict[str, dict[str, Any]] = {}
     for mapper in effective_mappers(realm, client_rep):

@@ -1,7 +1,7 @@
 """Dockerfile and .dockerignore, read statically (no Docker engine here): stages, user, healthcheck, contents.
 
 The image's file layout is derived by following the COPY instructions through the stages, then
-checked against what the code needs at run time: `webhook.db` resolves migrations/ next to the
+checked against what the code needs at run time: `webhook.db.engine` resolves migrations/ next to the
 package, `alembic` reads [tool.alembic] from pyproject.toml, the realm templates are package data.
 """
 
@@ -118,13 +118,13 @@ def test_serves_on_the_exposed_port() -> None:
 
 
 def test_image_contains_what_db_upgrade_and_provisioning_need() -> None:
-    """/app holds webhook/, migrations/ beside it (webhook.db), pyproject.toml ([tool.alembic]), realm templates."""
+    """/app holds webhook/, migrations/ beside it (webhook.db.engine), pyproject.toml, realm templates."""
     final = _image_files()[_final().name or str(len(_stages()) - 1)]
     workdir = posixpath.join("/", *(i.operands[0] for i in _final().all("WORKDIR")))
     assert workdir == "/app"
     migrations = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "migrations").rglob("*.py"))
     assert migrations
-    for path in [*migrations, "migrations/script.py.mako", "pyproject.toml", "webhook/db.py", "webhook/cli.py"]:
+    for path in [*migrations, "migrations/script.py.mako", "pyproject.toml", "webhook/db/engine.py", "webhook/cli.py"]:
         assert final.get(f"/app/{path}") == path, f"{path} is not at /app/{path} in the image"
     templates = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "webhook" / "realm_templates").glob("*.json"))
     for path in templates:
@@ -132,7 +132,7 @@ def test_image_contains_what_db_upgrade_and_provisioning_need() -> None:
     alembic = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["alembic"]
     assert alembic["script_location"] == "%(here)s/migrations"
     installs = " ".join(_commands(_stages()[0], "RUN"))
-    assert "--editable ." in installs, "the package must stay at /app/webhook (webhook.db finds ../migrations)"
+    assert "--editable ." in installs, "the package must stay at /app/webhook (webhook.db.engine finds ../migrations)"
 
 
 def test_build_context_is_an_allow_list() -> None:

@@ -29,9 +29,9 @@ from tests.deploy.support import (
 )
 from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.config import Settings
-from webhook.db import make_engine, migrate
-from webhook.decisionlog import DecisionLog
-from webhook.session import CLAIM_ALLOWED_ROLES, CLAIM_DEFAULT_ROLE, CLAIM_USER
+from webhook.core.session import CLAIM_ALLOWED_ROLES, CLAIM_DEFAULT_ROLE, CLAIM_USER
+from webhook.db.engine import make_engine, migrate
+from webhook.observability.decisionlog import DecisionLog
 from webhook.testing.hasura import HasuraStandIn
 from webhook.testing.keycloak import DROP, FakeKeycloak
 from webhook.testing.server import serve_asgi

@@ -34,7 +34,7 @@ from tests.deploy.support import METADATA_DIR, environment, load_metadata, resol
 from webhook.actions.registry import default_registry
 from webhook.app import create_app
 from webhook.config import Settings
-from webhook.db import make_engine, migrate
+from webhook.db.engine import make_engine, migrate
 
 pytestmark = pytest.mark.anyio
 

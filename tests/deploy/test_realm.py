@@ -1,6 +1,6 @@
 """Keycloak realm JSON: the compose demo realm (derived from the tenant template) and the event template.
 
-Claim names are compared with webhook.session's constants, parsed from Keycloak's own claim-name
+Claim names are compared with webhook.core.session's constants, parsed from Keycloak's own claim-name
 syntax (`.` nests, `\\.` is a dot), so the realms and the service share one source of truth.
 """
 
@@ -28,6 +28,14 @@ from tests.deploy.support import (
     strings,
 )
 from webhook.actions.registry import default_registry
+from webhook.core.realms import parse_realm_name
+from webhook.core.session import (
+    CLAIM_ALLOWED_ROLES,
+    CLAIM_DEFAULT_ROLE,
+    CLAIM_EVENT,
+    CLAIM_TENANT,
+    CLAIM_USER,
+)
 from webhook.provisioning.templates import (
     PLACEHOLDER_EVENT,
     PLACEHOLDER_TENANT,
@@ -35,14 +43,6 @@ from webhook.provisioning.templates import (
     load_template,
     problems,
     render,
-)
-from webhook.realms import parse_realm_name
-from webhook.session import (
-    CLAIM_ALLOWED_ROLES,
-    CLAIM_DEFAULT_ROLE,
-    CLAIM_EVENT,
-    CLAIM_TENANT,
-    CLAIM_USER,
 )
 
 CLIENTS: Final = ("admin-portal", "voting-portal", "api-key-client")
@@ -176,7 +176,7 @@ def test_demo_realm_clients() -> None:
 
 
 def test_demo_realm_mappers_write_the_claims_the_service_reads() -> None:
-    """Every client maps tenant, user, default and allowed roles under HASURA_NAMESPACE, named as webhook.session."""
+    """Every client maps tenant, user, default and allowed roles under HASURA_NAMESPACE, named as core.session."""
     realm = _demo()
     tenant_id = realm["realm"].removeprefix("tenant-")
     role_names = {role["name"] for role in realm["roles"]["realm"]}

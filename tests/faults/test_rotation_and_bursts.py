@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.audit.support import forwarder
 from tests.faults.support import Figures, Load, Req, Tokens, audit_totals, fault_stack, fetches, mix
 from tests.security.support import bearer
-from webhook.auditstore import TABLE
-from webhook.db import make_engine
+from webhook.audit.store import TABLE
+from webhook.db.engine import make_engine
 
 pytestmark = pytest.mark.anyio
 POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")

@@ -28,10 +28,10 @@ from typing import Any, Literal
 import httpx
 
 from webhook.app import Dependencies, WebhookApp, create_app
-from webhook.audit import MemorySink
+from webhook.audit.record import MemorySink
 from webhook.config import Settings
-from webhook.decisionlog import DecisionLog
-from webhook.metrics import Metrics
+from webhook.observability.decisionlog import DecisionLog
+from webhook.observability.metrics import Metrics
 from webhook.provisioning.templates import PortalUrls, RealmKind, load_template, problems, render
 from webhook.testing.hasura import HasuraStandIn, HasuraVerdict
 from webhook.testing.realkeycloak import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET

@@ -34,14 +34,14 @@ from starlette.routing import Route
 from tests.actions.conftest import FakeClock, prepare_database
 from tests.deploy.support import README
 from webhook.app import Dependencies, WebhookApp, create_app
-from webhook.auditstore import TABLE as REJECTED
-from webhook.auditwriter import DbAuditSink
+from webhook.audit.store import TABLE as REJECTED
+from webhook.audit.writer import DbAuditSink
 from webhook.cli import main
 from webhook.config import Settings
-from webhook.datastore import DataStore
-from webhook.decisionlog import DecisionLog
-from webhook.metrics import Metrics
-from webhook.models import ApiKeyEvent
+from webhook.db.datastore import DataStore
+from webhook.db.models import ApiKeyEvent
+from webhook.observability.decisionlog import DecisionLog
+from webhook.observability.metrics import Metrics
 from webhook.provisioning.templates import load_template, render
 from webhook.testing.hasura import ActionVerdict, HasuraStandIn, HasuraVerdict
 from webhook.testing.realkeycloak import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, RealKeycloak

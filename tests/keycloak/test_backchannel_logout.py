@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tests.dbsupport import own_schema, postgres_url
-from webhook.backchannel import PATH
 from webhook.cli import main
 from webhook.provisioning.templates import PortalUrls, load_template, render
+from webhook.revocation.endpoint import PATH
 from webhook.testing.keycloak import FakeKeycloak, sign_raw
 from webhook.testing.realkeycloak import RealKeycloak
 from webhook.testing.serveproc import ServeProcess, serve_replicas

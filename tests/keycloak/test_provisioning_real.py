@@ -14,14 +14,14 @@ import pytest
 from click.testing import CliRunner
 
 from webhook.app import Dependencies, build_runtime
+from webhook.auth.jwkspublish import PublishedRealms
+from webhook.auth.jwksview import union_jwks
 from webhook.cli import main
 from webhook.config import Secret, Settings
-from webhook.datastore import DataStore
-from webhook.db import migrate
-from webhook.jwkspublish import PublishedRealms
-from webhook.jwksview import union_jwks
-from webhook.logs import get_logger
-from webhook.models import ElectionEvent, Tenant
+from webhook.db.datastore import DataStore
+from webhook.db.engine import migrate
+from webhook.db.models import ElectionEvent, Tenant
+from webhook.observability.logs import get_logger
 from webhook.provisioning.jobs import job_for_realm, new_job
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin
 from webhook.provisioning.templates import PortalUrls, hasura_claims

@@ -31,7 +31,7 @@ from tests.ops.rules import (
     recording_rules,
     thresholds,
 )
-from webhook.metrics import Metrics, RealmHealth
+from webhook.observability.metrics import Metrics, RealmHealth
 
 ALERT_NAMES = [alert.name for alert in alerts()]
 

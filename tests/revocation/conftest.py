@@ -18,12 +18,12 @@ import pytest
 
 from tests.dbsupport import own_schema, postgres_url
 from webhook.app import Dependencies, WebhookApp, create_app
-from webhook.audit import MemorySink
-from webhook.backchannel import PATH
+from webhook.audit.record import MemorySink
 from webhook.config import Settings
-from webhook.decisionlog import DecisionLog
-from webhook.metrics import Metrics
-from webhook.revocationservice import RevocationService
+from webhook.observability.decisionlog import DecisionLog
+from webhook.observability.metrics import Metrics
+from webhook.revocation.endpoint import PATH
+from webhook.revocation.service import RevocationService
 from webhook.testing.keycloak import FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi
 

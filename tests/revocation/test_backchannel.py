@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from tests.revocation.conftest import LogoutStack, LogoutStackFactory
-from webhook.backchannel import PATH
-from webhook.reasons import Reason
+from webhook.core.reasons import Reason
+from webhook.revocation.endpoint import PATH
 from webhook.testing.keycloak import DROP, attacker_key
 
 pytestmark = pytest.mark.anyio

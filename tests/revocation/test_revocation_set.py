@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from webhook.revocations import Revocation, RevocationSet
+from webhook.revocation.active import Revocation, RevocationSet
 
 
 def _rev(sid: str | None = None, sub: str | None = None, before: float = 100.0, expires: float = 1000.0) -> Revocation:

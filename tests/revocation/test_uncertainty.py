@@ -16,16 +16,16 @@ from tests.dbsupport import own_schema, postgres_url
 from tests.revocation.conftest import TENANT, wait_loaded
 from tests.revocation.throwaway_pg import throwaway_cluster
 from webhook.app import Dependencies, create_app
-from webhook.audit import MemorySink
+from webhook.audit.record import MemorySink
 from webhook.config import Settings
-from webhook.datastore import DataStore
-from webhook.db import make_engine, migrate
-from webhook.decisionlog import DecisionLog
-from webhook.realms import RealmPolicy
-from webhook.revocations import Revocation
-from webhook.revocationservice import RevocationPolicy, RevocationService
-from webhook.revocationstore import insert
-from webhook.session import Identity
+from webhook.core.realms import RealmPolicy
+from webhook.core.session import Identity
+from webhook.db.datastore import DataStore
+from webhook.db.engine import make_engine, migrate
+from webhook.observability.decisionlog import DecisionLog
+from webhook.revocation.active import Revocation
+from webhook.revocation.service import RevocationPolicy, RevocationService
+from webhook.revocation.store import insert
 from webhook.testing.keycloak import FakeKeycloak
 from webhook.testing.serveproc import free_port
 from webhook.testing.server import serve_asgi

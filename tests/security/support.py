@@ -25,13 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.jwsoracle import Oracle
 from webhook.app import Dependencies, WebhookApp, create_app
-from webhook.auditstore import TABLE
-from webhook.auditwriter import DbAuditSink
+from webhook.audit.store import TABLE
+from webhook.audit.writer import DbAuditSink
+from webhook.auth.httpbounds import BoundedHttpToolsProtocol
 from webhook.config import Settings
-from webhook.db import make_engine
-from webhook.decisionlog import DecisionLog
-from webhook.httpbounds import BoundedHttpToolsProtocol
-from webhook.metrics import Metrics
+from webhook.db.engine import make_engine
+from webhook.observability.decisionlog import DecisionLog
+from webhook.observability.metrics import Metrics
 from webhook.testing.hasura import HasuraStandIn, HasuraVerdict
 from webhook.testing.keycloak import AttackerHost, Behaviour, FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi

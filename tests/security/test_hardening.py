@@ -26,11 +26,11 @@ import httpx
 import pytest
 
 from tests.security.support import adversarial_stack, bearer
-from webhook.hookrequest import HookRequest, bearer_token
-from webhook.jwks import CachePolicy, JwksCache, JwksFetcher
-from webhook.metrics import Metrics
-from webhook.realms import Realm, RealmPolicy, parse_realm_name
-from webhook.reasons import Reason, Rejected
+from webhook.auth.jwks import CachePolicy, JwksCache, JwksFetcher
+from webhook.core.hookrequest import HookRequest, bearer_token
+from webhook.core.realms import Realm, RealmPolicy, parse_realm_name
+from webhook.core.reasons import Reason, Rejected
+from webhook.observability.metrics import Metrics
 from webhook.testing.keycloak import FakeKeycloak, sign_raw
 from webhook.testing.server import serve_asgi
 

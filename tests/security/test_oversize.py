@@ -1,6 +1,6 @@
 """MB-sized tokens, bodies and request heads: answered fast, with bounded memory, the server responsive.
 
-Below the HTTP head cap (256 KiB, `webhook/httpbounds.py`) an oversize token reaches the hook and is
+Below the HTTP head cap (256 KiB, `webhook/auth/httpbounds.py`) an oversize token reaches the hook and is
 a 401 `malformed_token` with an audit row like any other; above it the server answers 431 from the
 protocol layer and closes, before any header is parsed (the app never sees it, so nothing is audited).
 """
@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.security.support import AdversarialStack, bearer
-from webhook.httpbounds import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+from webhook.auth.httpbounds import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
 from webhook.testing.keycloak import attacker_key
 
 pytestmark = pytest.mark.anyio

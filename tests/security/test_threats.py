@@ -38,9 +38,9 @@ from tests.security.forge import (
 )
 from tests.security.support import OTHER_TENANT, TENANT, AdversarialStack, adversarial_stack, b64url, bearer
 from webhook.app import Dependencies, create_app
-from webhook.audit import MemorySink
+from webhook.audit.record import MemorySink
 from webhook.config import Settings
-from webhook.decisionlog import DecisionLog
+from webhook.observability.decisionlog import DecisionLog
 from webhook.testing.keycloak import DROP, HASURA_CLAIMS, FakeKeycloak, attacker_key, sign_raw
 from webhook.testing.server import serve_asgi
 

@@ -26,6 +26,7 @@ from webhook.actions.envelope import ActionCall
 from webhook.actions.errors import ActionError, Code
 from webhook.actions.fields import InputReader, json_type
 from webhook.actions.permissions import require_permission
+from webhook.core.realms import tenant_realm_name
 from webhook.provisioning.apikeyclient import MAX_ROLES, ApiKeyInfo, iso, name_problem
 from webhook.provisioning.apikeys import (
     Actor,
@@ -36,7 +37,6 @@ from webhook.provisioning.apikeys import (
     TooManyKeys,
 )
 from webhook.provisioning.keycloakadmin import KeycloakAdminError
-from webhook.realms import tenant_realm_name
 
 DEFAULT_WRITE_ROLE: Final = "api-key-write"
 DEFAULT_READ_ROLE: Final = "api-key-read"

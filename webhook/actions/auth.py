@@ -23,13 +23,13 @@ from typing import Final
 from starlette.datastructures import Headers
 
 from webhook.actions.errors import ActionError, Code
-from webhook.audit import AuditSink, RejectionRecord, token_digest
+from webhook.audit.record import AuditSink, RejectionRecord, token_digest
+from webhook.auth.verifier import TokenRejected, Verifier
 from webhook.config import Secret
-from webhook.hookrequest import MAX_FORWARDED_CHARS, HookRequest, bearer_token
-from webhook.reasons import Reason, Rejected
-from webhook.session import CLAIM_EVENT, CLAIM_TENANT, CLAIM_USER, Identity
-from webhook.token import TokenFacts
-from webhook.verifier import TokenRejected, Verifier
+from webhook.core.hookrequest import MAX_FORWARDED_CHARS, HookRequest, bearer_token
+from webhook.core.reasons import Reason, Rejected
+from webhook.core.session import CLAIM_EVENT, CLAIM_TENANT, CLAIM_USER, Identity
+from webhook.core.token import TokenFacts
 
 SECRET_HEADER: Final = "x-actions-secret"  # noqa: S105 - a header name, not a secret
 ROLE_VARIABLE: Final = "x-hasura-role"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from webhook.datastore import DataStore
+from webhook.db.datastore import DataStore
 
 if TYPE_CHECKING:
     from webhook.actions.apikey import ApiKeyPolicy

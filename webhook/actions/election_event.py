@@ -6,7 +6,7 @@ Rules of this module:
   and ignored, as the platform does. Defaults are the platform's: `is_archived` false,
   `encryption_protocol` RSA256, `voting_channels` `VotingChannels::default()`, `statistics` zeroed.
 - Permission: `election-event-create` in the token's allowed roles and a realm kind with
-  `Power.CREATE_EVENTS` (not an event realm: `webhook/powers.py`); the input's `tenant_id` must be
+  `Power.CREATE_EVENTS` (not an event realm: `webhook/core/powers.py`); the input's `tenant_id` must be
   the token's tenant, unless the realm may act for other tenants (the super-admin tenant's own
   realm: then any registered tenant; logged). The tenant must be registered (`insertTenant`), else `not-found`.
 - The event row and the job for realm `tenant-<tenant_id>-event-<id>` are committed together
@@ -29,17 +29,17 @@ from webhook.actions.errors import ActionError, Code
 from webhook.actions.fields import InputReader
 from webhook.actions.outbox import create_once, request_digest
 from webhook.actions.permissions import require_permission, require_power, require_tenant
-from webhook.logs import get_logger
-from webhook.models import (
+from webhook.core.powers import Power
+from webhook.core.realms import event_realm_name
+from webhook.db.models import (
     DEFAULT_ENCRYPTION_PROTOCOL,
     DEFAULT_EVENT_STATISTICS,
     DEFAULT_EVENT_VOTING_CHANNELS,
     ElectionEvent,
     Tenant,
 )
-from webhook.powers import Power
+from webhook.observability.logs import get_logger
 from webhook.provisioning.jobs import new_job
-from webhook.realms import event_realm_name
 
 ACTION: Final = "insertElectionEvent"
 PERMISSION: Final = "election-event-create"

@@ -29,7 +29,7 @@ from webhook.actions.context import ActionContext
 from webhook.actions.envelope import parse_envelope
 from webhook.actions.errors import ActionError, Code
 from webhook.actions.registry import ActionRegistry
-from webhook.metrics import Metrics
+from webhook.observability.metrics import Metrics
 
 UNKNOWN_ACTION: Final = "unknown"
 _JSON: Final = "application/json"

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhook.actions.errors import ActionError, Code
-from webhook.datastore import DataStore
+from webhook.db.datastore import DataStore
 from webhook.provisioning.jobs import job_for_realm
 
 

@@ -4,7 +4,7 @@ Rules of this module:
 - A permission is a role name in the token's `x-hasura-allowed-roles` (the platform's model: the
   session's role only selects Hasura's permissions, the token's roles grant the actions').
 - What a realm kind may do at all (create events, create tenants, act for another tenant) is
-  `webhook/powers.py`'s table, attached to the identity by the verifier: an action needs both the
+  `webhook/core/powers.py`'s table, attached to the identity by the verifier: an action needs both the
   role and the power.
 - A caller acts for its own tenant, unless its realm has `Power.ACT_FOR_OTHER_TENANT` (the
   super-admin tenant's own realm).
@@ -16,7 +16,7 @@ from typing import Final
 
 from webhook.actions.auth import Caller
 from webhook.actions.errors import ActionError, Code
-from webhook.powers import Power
+from webhook.core.powers import Power
 
 _REFUSED: Final = {
     Power.CREATE_EVENTS: "tokens of this realm may not create election events (an event realm's token?)",

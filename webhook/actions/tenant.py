@@ -29,10 +29,10 @@ from webhook.actions.errors import ActionError, Code
 from webhook.actions.fields import InputReader
 from webhook.actions.outbox import create_once, request_digest
 from webhook.actions.permissions import require_permission, require_power
-from webhook.models import DEFAULT_TENANT_VOTING_CHANNELS, Tenant
-from webhook.powers import Power
+from webhook.core.powers import Power
+from webhook.core.realms import tenant_realm_name
+from webhook.db.models import DEFAULT_TENANT_VOTING_CHANNELS, Tenant
 from webhook.provisioning.jobs import new_job
-from webhook.realms import tenant_realm_name
 
 ACTION: Final = "insertTenant"
 PERMISSION: Final = "tenant-create"

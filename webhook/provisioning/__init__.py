@@ -5,4 +5,7 @@ worker (`worker.py`) claims due jobs and converges the realm to its template (`t
 what the service owns and how the live realm differs (`reconcile.py`, pure), the admin calls that
 create, converge and read it back (`reconciler.py`) through python-keycloak behind our seam
 (`keycloakadmin.py`), retrying with backoff until it is done (configuration errors fail at once).
+
+May import: `core`, `config`, `observability`, `db`. Never `auth`, `revocation`, `actions`, the
+composition root or `testing`.
 """

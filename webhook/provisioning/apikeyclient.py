@@ -8,7 +8,7 @@ Rules of this module:
   the service-account user can widen the key: `x-hasura-tenant-id` (the tenant),
   `x-hasura-default-role` (the first of the key's roles), `x-hasura-allowed-roles` (the key's roles, a
   JSON array), and `x-hasura-user-id` = the service account's id (user property `id`). Plus the
-  `api_key` claim (`webhook.apikeyclaim`: name and, when it expires, the expiry in epoch seconds) and,
+  `api_key` claim (`webhook.core.apikeyclaim`: name and, when it expires, the expiry in epoch seconds) and,
   when ALLOWED_AUDIENCES is set, one audience mapper per allowed audience.
 - The client's attributes mark it as an API key (`election.api-key` = `true`) and record its roles,
   expiry, creator and creation time: `is_api_key()` is how the service tells its keys from the
@@ -26,10 +26,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from webhook.apikeyclaim import CLAIM as KEY_CLAIM
-from webhook.apikeyclaim import EXPIRY, NAME
+from webhook.core.apikeyclaim import CLAIM as KEY_CLAIM
+from webhook.core.apikeyclaim import EXPIRY, NAME
+from webhook.core.session import CLAIM_ALLOWED_ROLES, CLAIM_DEFAULT_ROLE, CLAIM_TENANT, CLAIM_USER
 from webhook.provisioning.templates import CLIENTS, keycloak_claim
-from webhook.session import CLAIM_ALLOWED_ROLES, CLAIM_DEFAULT_ROLE, CLAIM_TENANT, CLAIM_USER
 
 MARK: Final = "election.api-key"
 ROLES_ATTRIBUTE: Final = "election.api-key.roles"

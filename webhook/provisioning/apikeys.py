@@ -24,11 +24,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from webhook.datastore import DataStore
-from webhook.models import ApiKeyEvent
+from webhook.core.realms import tenant_realm_name
+from webhook.db.datastore import DataStore
+from webhook.db.models import ApiKeyEvent
 from webhook.provisioning.apikeyclient import ApiKeyInfo, ApiKeySpec, client_representation, is_api_key, key_info
 from webhook.provisioning.keycloakadmin import KeycloakAdmin, KeycloakAdminError
-from webhook.realms import tenant_realm_name
 
 Source = Literal["action", "cli"]
 MAX_KEYS_PER_REALM: Final = 1000

@@ -24,8 +24,8 @@ from typing import Any, Final, Literal, cast
 from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webhook.datastore import DataStore
-from webhook.models import RealmProvisioningJob
+from webhook.db.datastore import DataStore
+from webhook.db.models import RealmProvisioningJob
 
 JOBS: Final = cast(Table, RealmProvisioningJob.__table__)
 MAX_ERROR_CHARS: Final = 1000

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from webhook.core.session import CLAIM_DEFAULT_ROLE
 from webhook.provisioning.templates import hasura_claims, keycloak_claim
-from webhook.session import CLAIM_DEFAULT_ROLE
 
 API_KEY_CLIENT: Final = "api-key-client"
 #: Top-level realm fields that are never sent in an update: the operator's, or sub-resources.

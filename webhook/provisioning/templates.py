@@ -7,7 +7,7 @@ Rules of this module:
 - Rendering replaces the placeholder ids everywhere (realm name, default role, attributes, hardcoded
   claim mappers, client URLs), sets the portals' `rootUrl`s (and, with BACKCHANNEL_LOGOUT_URL, their
   back-channel logout attributes, session required) from the configuration, writes the Hasura
-  claim names from `webhook.session` (one source of truth), and strips whatever Keycloak must generate
+  claim names from `webhook.core.session` (one source of truth), and strips whatever Keycloak must generate
   itself: every `id`, client secrets, user credentials and key providers.
 - `problems()` lists what makes a representation unusable for the auth hook (missing client, mapper or
   claim name, leftover secret or placeholder); the tests run it on both templates.
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, Literal
 
-from webhook.realms import event_realm_name, parse_realm_name, tenant_realm_name
-from webhook.session import (
+from webhook.core.realms import event_realm_name, parse_realm_name, tenant_realm_name
+from webhook.core.session import (
     CLAIM_ALLOWED_ROLES,
     CLAIM_DEFAULT_ROLE,
     CLAIM_EVENT,

@@ -30,8 +30,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from webhook.datastore import DataStore
-from webhook.metrics import Metrics
+from webhook.db.datastore import DataStore
+from webhook.observability.metrics import Metrics
 from webhook.provisioning.jobs import ClaimedJob, claim_due, finish, job_summary
 from webhook.provisioning.keycloakadmin import AdminPermanentError, KeycloakAdmin, KeycloakAdminError
 from webhook.provisioning.reconciler import RealmReconciler

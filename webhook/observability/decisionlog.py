@@ -1,0 +1,99 @@
+"""The decision log: one JSON line per auth decision, cheap enough for every request.
+
+Rules of this module:
+- One line per decision (`"event": "auth.decision"`), same shape as the service's other
+  structlog lines (`timestamp`, `level`, `component`, `event`), rendered with orjson directly:
+  the hook runs on every GraphQL request, and a structlog pipeline plus one `write` syscall per
+  line cost more than the verification of a cached token.
+- Lines are buffered and written whole, when the buffer passes `max_buffer` bytes or at the
+  latest every `interval` seconds (the lifespan runs the flusher and flushes at shutdown), so a
+  crash loses at most that much; a line is never split.
+- Callers never pass a token or an Authorization header: only claimed facts and the SHA-256.
+- Console lines (`LOG_FORMAT=console`) quote and escape every value (`logs.console_value`), so a
+  claimed field can never end the line or add a field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import orjson
+
+from webhook.observability.logs import console_value
+
+
+class DecisionLog:
+    """Buffered writer of decision lines."""
+
+    __slots__ = ("_buffer", "_clock", "_console", "_max", "_second", "_stamp", "_stream", "dropped", "enabled")
+
+    def __init__(
+        self,
+        stream: BinaryIO | None = None,
+        *,
+        enabled: bool = True,
+        console: bool = False,
+        max_buffer: int = 65536,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._stream = stream if stream is not None else sys.stdout.buffer
+        self._buffer = bytearray()
+        self._max = max_buffer
+        self._clock = clock
+        self._console = console
+        self._second = -1
+        self._stamp = ""
+        self.enabled = enabled
+        self.dropped = 0  # flushes lost because the stream failed
+
+    def _timestamp(self) -> str:
+        now = self._clock()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._stamp}.{int((now - second) * 1e6):06d}Z"
+
+    def write(self, fields: dict[str, Any]) -> None:
+        """Queue one decision line (`fields` gains timestamp, level, component, event)."""
+        if not self.enabled:
+            return
+        line: dict[str, Any] = {
+            "timestamp": self._timestamp(),
+            "level": "info",
+            "component": "webhook",
+            "event": "auth.decision",
+        }
+        line.update(fields)
+        if self._console:
+            rendered = " ".join(f"{k}={console_value(v)}" for k, v in line.items() if v is not None).encode(
+                "utf-8", "replace"
+            )
+        else:
+            rendered = orjson.dumps(line)
+        self._buffer += rendered
+        self._buffer += b"\n"
+        if len(self._buffer) >= self._max:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered (whole lines)."""
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (OSError, ValueError):  # stdout closed or broken: logging must never take the service down
+                self.dropped += 1
+
+    async def run_flusher(self, interval: float = 0.2) -> None:
+        """Forever: flush every `interval` seconds."""
+        while True:
+            await asyncio.sleep(interval)
+            self.flush()

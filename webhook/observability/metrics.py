@@ -1,0 +1,405 @@
+"""Prometheus metrics, one registry per app (so tests can run several apps in one process).
+
+Rules of this module:
+- Label values come from closed sets only (results, `Reason` codes, fetch outcomes): a token can
+  never create a new time series. Realm labels are the one open set: `RealmLabels` bounds them and
+  gives one only to realms whose keys verified something.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from webhook.core.realms import parse_realm_name
+from webhook.core.reasons import Reason
+
+FETCH_OUTCOMES: Final = (
+    "ok",
+    "not_found",
+    "http_error",
+    "timeout",
+    "network_error",
+    "too_large",
+    "invalid",
+    "redirect",
+    "capacity",
+    "rate_limited",
+)
+LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+AUDIT_BATCH_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+AUDIT_DROP_CAUSES: Final = ("queue_full", "journal_full", "refused", "shutdown")
+AUDIT_LIMITS: Final = ("pending_keys", "rows_per_bucket", "bucket_seconds", "journal_max_bytes")
+PROVISIONING_OUTCOMES: Final = ("done", "retry", "failed", "lost")
+FANOUT_LAG_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+PROVISIONING_STATUSES: Final = ("pending", "running", "done", "failed")
+REALM_STATES: Final = ("fresh", "stale", "loading", "failed", "missing")
+MAX_REALM_LABELS: Final = 100
+OTHER_REALM: Final = "other"
+NO_REALM: Final = "none"
+
+
+class Metrics:
+    """The service's metrics. Counters are pre-created for every label value, so scrapes are stable."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.decision = DecisionStats()
+        self.registry.register(_DecisionCollector(self.decision))
+        self.jwks_fetches = Counter(
+            "webhook_jwks_fetches_total", "JWKS fetches by outcome.", ["outcome"], registry=self.registry
+        )
+        self.realms_cached = Gauge(
+            "webhook_jwks_realms_cached", "Realms currently held in the JWKS cache.", registry=self.registry
+        )
+        self.fetch = {outcome: self.jwks_fetches.labels(outcome) for outcome in FETCH_OUTCOMES}
+        self.rejections = Counter(
+            "webhook_rejections_total",
+            "Rejections by reason and realm (realm: a configured realm or one whose keys verified a "
+            "signature, up to the label cap; else 'other'; 'none' when no realm was resolved).",
+            ["reason", "realm"],
+            registry=self.registry,
+        )
+        self.audit_queue_depth = Gauge(
+            "webhook_audit_queue_depth", "Rejection records waiting for the audit writer.", registry=self.registry
+        )
+        self.audit_batch_seconds = Histogram(
+            "webhook_audit_batch_seconds",
+            "Time to write one audit batch (one transaction), failed attempts included.",
+            buckets=AUDIT_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        audit_dropped = Counter(
+            "webhook_audit_dropped_total",
+            "Rejection records never written: queue_full (database down, no journal), journal_full (past "
+            "AUDIT_JOURNAL_MAX_BYTES), refused (a row the database refused, isolated), shutdown (after close).",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.audit_dropped = {cause: audit_dropped.labels(cause) for cause in AUDIT_DROP_CAUSES}
+        self.audit_written = Counter(
+            "webhook_audit_written_total",
+            "Rejection records written to the audit table (folded repeats count one each).",
+            registry=self.registry,
+        )
+        self.audit_write_errors = Counter(
+            "webhook_audit_write_errors_total",
+            "Failed audit batch writes (each is retried with backoff).",
+            registry=self.registry,
+        )
+        self._audit_durability_metrics()
+        self.actions = Counter(
+            "webhook_actions_total",
+            "Action calls by action (registered names, else 'unknown') and result code ('ok' or an error code).",
+            ["action", "code"],
+            registry=self.registry,
+        )
+        provisioning = Counter(
+            "webhook_provisioning_attempts_total",
+            "Realm provisioning attempts by outcome (done, retry, failed, lost: the lease was taken over).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.provisioning = {outcome: provisioning.labels(outcome) for outcome in PROVISIONING_OUTCOMES}
+        provisioning_jobs = Gauge(
+            "webhook_provisioning_jobs",
+            "Realm provisioning jobs in the database by status (the whole table, as last seen by this "
+            "process's worker: every replica reports the same numbers).",
+            ["status"],
+            registry=self.registry,
+        )
+        self.provisioning_jobs = {status: provisioning_jobs.labels(status) for status in PROVISIONING_STATUSES}
+        self.provisioning_oldest_unfinished = Gauge(
+            "webhook_provisioning_oldest_unfinished_seconds",
+            "Age of the oldest pending or running provisioning job (since it was created); 0 when none.",
+            registry=self.registry,
+        )
+
+    def watch_jwks(self, source: JwksHealthSource) -> None:
+        """Expose the prefetched realms' JWKS health (state, failures, key age), read at scrape time."""
+        self.registry.register(_JwksRealmCollector(source))
+
+    def _audit_durability_metrics(self) -> None:
+        """The audit writer's journal, bounds, lag and schema (issue 13); gauges are read at scrape time."""
+        registry = self.registry
+        self.audit_overflow = Counter(
+            "webhook_audit_overflow_total",
+            "Rejection records folded into an overflow row (reason, source, bucket) because a bound was "
+            "reached (AUDIT_MAX_ROWS_PER_BUCKET rows in the bucket, or AUDIT_QUEUE_SIZE keys waiting).",
+            registry=registry,
+        )
+        self.audit_refused_rows = Counter(
+            "webhook_audit_refused_rows_total",
+            "Audit rows the database refused (isolated from their batch; the rest was written).",
+            registry=registry,
+        )
+        self.audit_journaled = Counter(
+            "webhook_audit_journaled_total",
+            "Rejection records spilled to the local journal while the database could not take them.",
+            registry=registry,
+        )
+        self.audit_replayed = Counter(
+            "webhook_audit_replayed_total", "Rejection records replayed from the journal.", registry=registry
+        )
+        self.audit_journal_bytes = Gauge(
+            "webhook_audit_journal_bytes", "Bytes held in the audit journal.", registry=registry
+        )
+        self.audit_journal_records = Gauge(
+            "webhook_audit_journal_records", "Rejection records waiting in the audit journal.", registry=registry
+        )
+        self.audit_lag_seconds = Gauge(
+            "webhook_audit_lag_seconds",
+            "Seconds since the audit writer last had nothing waiting for the database (0: caught up).",
+            registry=registry,
+        )
+        limits = Gauge("webhook_audit_limit", "The audit writer's configured bounds.", ["limit"], registry=registry)
+        self.audit_limits = {name: limits.labels(name) for name in AUDIT_LIMITS}
+        schema = Gauge(
+            "webhook_audit_schema",
+            "1 for the audit database schema's current state (ok, empty, behind, unversioned, unknown, "
+            "damaged, unchecked); see /readyz audit_detail for what to do.",
+            ["state"],
+            registry=registry,
+        )
+        self.audit_schema = {
+            state: schema.labels(state)
+            for state in ("ok", "empty", "behind", "unversioned", "unknown", "damaged", "unchecked")
+        }
+
+    def watch_token_cache(self, cache: TokenCacheStats) -> None:
+        """Expose the verified-token cache's hit/miss counts and sizes, read at scrape time (no hot-path cost)."""
+        self.registry.register(_TokenCacheCollector(cache))
+
+    def watch_revocations(self, service: RevocationStatsSource) -> None:
+        """Expose the session revocation metrics (issue 15); the hot path only bumps plain ints."""
+        lag = Histogram(
+            "webhook_revocation_fanout_lag_seconds",
+            "Time from a revocation being stored (any replica) to this process holding it.",
+            buckets=FANOUT_LAG_BUCKETS,
+            registry=self.registry,
+        )
+        service.stats.lag_observer = lag.observe
+        self.registry.register(_RevocationCollector(service))
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)
+
+
+class RealmLabels:
+    """Bounded realm label values for `webhook_rejections_total`.
+
+    A realm gets its own label only once a signature verified with its keys (`verified`, called by
+    the verifier) or when the configuration names it (prefetched and extra realms, labelled at
+    start), and while fewer than `cap` realms have one; every other realm is `other`, so tokens
+    naming made-up realms never take a label, let alone a real realm's. No resolved realm: `none`.
+    """
+
+    __slots__ = ("_cap", "_extra", "_labels")
+
+    def __init__(self, extra_realms: Iterable[str], known: Iterable[str] = (), cap: int = MAX_REALM_LABELS) -> None:
+        self._extra = frozenset(extra_realms)
+        self._cap = cap
+        self._labels: set[str] = set()
+        for realm in (*known, *sorted(self._extra)):
+            self.verified(realm)
+
+    def verified(self, realm: str) -> None:
+        """`realm`'s keys verified a signature: give it a label while under the cap."""
+        if realm in self._labels or len(self._labels) >= self._cap:
+            return
+        if realm in self._extra or parse_realm_name(realm) is not None:
+            self._labels.add(realm)
+
+    def label(self, realm: str | None, reason: Reason | None = None) -> str:
+        """The label value for `realm` (`reason` is kept for callers; it no longer decides)."""
+        if realm is None:
+            return NO_REALM
+        return realm if realm in self._labels else OTHER_REALM
+
+
+@dataclass(frozen=True, slots=True)
+class RealmHealth:
+    """How one prefetched realm's keys stand (`webhook/auth/jwks.py` computes it, metrics expose it)."""
+
+    realm: str
+    state: str  # one of REALM_STATES
+    failures: int  # failed fetches since the last successful one
+    key_age: float | None  # seconds since the last successful fetch; None: never loaded
+    usable_for: float  # seconds left before the keys stop being used (0: none usable)
+    fetches: Mapping[str, int]  # fetch outcome -> count
+
+
+class JwksHealthSource(Protocol):
+    """What the per-realm JWKS metrics read from the cache."""
+
+    def pinned_health(self) -> Iterable[RealmHealth]: ...
+
+
+class _JwksRealmCollector(Collector):
+    """Per-realm JWKS series for the prefetched realms only: their names come from the configuration,
+    so a token can never add a series here."""
+
+    def __init__(self, source: JwksHealthSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        fetches = CounterMetricFamily(
+            "webhook_jwks_realm_fetches",
+            "JWKS fetches of each prefetched realm by outcome (all realms: webhook_jwks_fetches_total).",
+            labels=["realm", "outcome"],
+        )
+        state = GaugeMetricFamily(
+            "webhook_jwks_realm_state",
+            "1 for the state each prefetched realm's keys are in (fresh, stale, loading, failed, missing).",
+            labels=["realm", "state"],
+        )
+        failures = GaugeMetricFamily(
+            "webhook_jwks_realm_fetch_failures",
+            "Failed JWKS fetches of each prefetched realm since its last successful one.",
+            labels=["realm"],
+        )
+        age = GaugeMetricFamily(
+            "webhook_jwks_realm_key_age_seconds",
+            "Seconds since each prefetched realm's keys were last fetched successfully (absent: never).",
+            labels=["realm"],
+        )
+        usable = GaugeMetricFamily(
+            "webhook_jwks_realm_usable_seconds",
+            "Seconds left before each prefetched realm's keys stop being used (TTL + max stale - age; 0: none).",
+            labels=["realm"],
+        )
+        for realm in self._source.pinned_health():
+            for outcome in FETCH_OUTCOMES:
+                fetches.add_metric([realm.realm, outcome], realm.fetches.get(outcome, 0))
+            for name in REALM_STATES:
+                state.add_metric([realm.realm, name], 1.0 if realm.state == name else 0.0)
+            failures.add_metric([realm.realm], realm.failures)
+            if realm.key_age is not None:
+                age.add_metric([realm.realm], realm.key_age)
+            usable.add_metric([realm.realm], realm.usable_for)
+        yield from (fetches, state, failures, age, usable)
+
+
+class TokenCacheStats(Protocol):
+    """What the metrics read from the verified-token cache."""
+
+    hits: int
+    misses: int
+
+    def sizes(self) -> tuple[int, int]: ...
+
+
+class _TokenCacheCollector(Collector):
+    def __init__(self, cache: TokenCacheStats) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(
+            "webhook_token_cache_lookups", "Verified-token cache lookups by result.", labels=["result"]
+        )
+        lookups.add_metric(["hit"], self._cache.hits)
+        lookups.add_metric(["miss"], self._cache.misses)
+        yield lookups
+        entries = GaugeMetricFamily("webhook_token_cache_entries", "Entries held, by kind.", labels=["kind"])
+        good, bad = self._cache.sizes()
+        entries.add_metric(["verified"], good)
+        entries.add_metric(["rejected"], bad)
+        yield entries
+
+
+class RevocationStatsSource(Protocol):
+    """What the metrics read from the revocation service (`webhook.revocation.service`)."""
+
+    @property
+    def stats(self) -> Any: ...
+
+    @property
+    def set(self) -> Any: ...
+
+    def uncertain(self) -> bool: ...
+
+
+class _RevocationCollector(Collector):
+    def __init__(self, service: RevocationStatsSource) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        service = self._service
+        received = CounterMetricFamily(
+            "webhook_revocations_received",
+            "Back-channel logout requests by result (taken, rejected, replayed, unavailable).",
+            labels=["result"],
+        )
+        for result, count in service.stats.received.items():
+            received.add_metric([result], count)
+        yield received
+        yield CounterMetricFamily(
+            "webhook_revocations_applied",
+            "Revocations this process started holding (its own, notified, or read on (re)connect).",
+            value=service.stats.applied,
+        )
+        yield CounterMetricFamily(
+            "webhook_revocation_hits",
+            "Tokens refused because their session was revoked (or revocations were uncertain, fail closed).",
+            value=service.set.hits,
+        )
+        yield GaugeMetricFamily(
+            "webhook_revocation_uncertain",
+            "1 while this process cannot be sure it holds every revocation (link down past the bound).",
+            value=1 if service.uncertain() else 0,
+        )
+
+
+class DecisionStats:
+    """Hook decision counters and the latency histogram as plain numbers (the hot path pays no lock).
+
+    The service decides on one event-loop thread; a collector turns these into
+    `webhook_decisions_total{result,reason}` and `webhook_decision_seconds` at scrape time.
+    """
+
+    __slots__ = ("allowed", "anonymous", "buckets", "rejected", "seconds")
+
+    def __init__(self) -> None:
+        self.allowed = 0
+        self.anonymous = 0
+        self.rejected: dict[Reason, int] = dict.fromkeys(Reason, 0)
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.seconds = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Count one decision's duration."""
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.seconds += seconds
+
+
+class _DecisionCollector(Collector):
+    def __init__(self, stats: DecisionStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        decisions = CounterMetricFamily(
+            "webhook_decisions", "Auth hook decisions by result and reason.", labels=["result", "reason"]
+        )
+        decisions.add_metric(["allow", ""], stats.allowed)
+        decisions.add_metric(["anonymous", ""], stats.anonymous)
+        for reason, count in stats.rejected.items():
+            decisions.add_metric(["reject", reason.value], count)
+        yield decisions
+        cumulative, running = [], 0
+        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), stats.buckets, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        yield HistogramMetricFamily(
+            "webhook_decision_seconds",
+            "Time to decide one auth hook request.",
+            buckets=cumulative,
+            sum_value=stats.seconds,
+        )
