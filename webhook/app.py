@@ -36,6 +36,7 @@ from webhook.actions.auth import ActionAuth
 from webhook.actions.context import ActionContext
 from webhook.actions.endpoint import ActionsEndpoint, ActionServices
 from webhook.actions.registry import ActionRegistry, default_registry
+from webhook.apikeyexpiry import ApiKeyExpiries
 from webhook.audit import AuditSink
 from webhook.auditwriter import CountingSink, audit_detail, audit_status, db_audit_sink
 from webhook.backchannel import PATH as BACKCHANNEL_PATH
@@ -522,6 +523,7 @@ def build_runtime(
         wall_clock=deps.wall_clock,
     )
     labels = RealmLabels(settings.extra_realms, settings.prefetch_realms)
+    api_keys = ApiKeyExpiries(deps.wall_clock)
     verifier = Verifier(
         realms=realms,
         cache=cache,
@@ -536,8 +538,10 @@ def build_runtime(
         realm_registry=realm_registry,
         on_verified=labels.verified,
         revoked=None if revocations is None else revocations.revoked,
+        on_api_key=api_keys.seen,
     )
     deps.metrics.watch_token_cache(tokens)
+    deps.metrics.watch_api_keys(api_keys)
     deps.metrics.watch_jwks(cache)
     return Runtime(settings, cache, verifier, deps.metrics, realms, tokens, labels, revocations=revocations)
 

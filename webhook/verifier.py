@@ -26,7 +26,7 @@ import dataclasses
 import hashlib
 from collections.abc import Callable
 
-from webhook.apikeyclaim import KIND_API_KEY, api_key_claim, check_not_expired
+from webhook.apikeyclaim import KIND_API_KEY, ApiKeyClaim, api_key_claim, check_not_expired
 from webhook.jwks import JwksCache
 from webhook.logouttoken import LogoutClaims, check_logout_claims
 from webhook.powers import Power, powers_of
@@ -81,6 +81,7 @@ class Verifier:
         realm_registry: RealmRegistry | None = None,
         on_verified: Callable[[str], None] | None = None,
         revoked: Callable[[Identity], bool] | None = None,
+        on_api_key: Callable[[Realm, ApiKeyClaim | None], None] | None = None,
     ) -> None:
         self._realms = realms
         self._cache = cache
@@ -95,6 +96,7 @@ class Verifier:
         self._realm_registry = realm_registry
         self._on_verified = on_verified  # realm name, once a signature verified with its keys
         self._revoked = revoked  # the revocation check (webhook.revocationservice), after the cache too
+        self._on_api_key = on_api_key  # an API key's verified token, expired or not (webhook.apikeyexpiry)
 
     async def verify(self, token: str) -> Identity:
         """The identity `token` proves; `TokenRejected` with the reason of the first failed check."""
@@ -118,7 +120,10 @@ class Verifier:
             check_claims(parsed.claims, self._claims, self._now())
             identity = identity_from_claims(parsed.claims, realm, self._forbidden)
             if identity.kind == KIND_API_KEY:
-                check_not_expired(api_key_claim(parsed.claims), self._now())
+                key = api_key_claim(parsed.claims)
+                if self._on_api_key is not None:
+                    self._on_api_key(realm, key)
+                check_not_expired(key, self._now())
             powers = powers_of(realm, self._super_tenant)
             roles = identity.allowed_roles
             if Power.PLATFORM_ROLES not in powers:
