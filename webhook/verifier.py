@@ -10,6 +10,7 @@ Order of checks (cheapest and most discriminating first; each has its own reason
  6. exp / nbf / iat (leeway), typ == Bearer, aud, azp                  token.check_claims
  7. Hasura claims present, well typed, agreeing with the realm        session.identity_from_claims
  7b. an API key's token: the key's expiry (claim `api_key.exp`)       apikeyclaim.check_not_expired
+     (reported first to `on_api_key`, expired or not: the expiry metric of webhook.apikeyexpiry)
  8. the realm kind's powers attached; PLATFORM_ROLES kept only with them  powers.powers_of
  9. the session is not revoked (also checked on a verified-token cache hit)   RevocationService.revoked
 
