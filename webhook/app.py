@@ -49,10 +49,12 @@ from webhook.config import Settings
 from webhook.core.realms import RealmPolicy, RealmRegistry, tenant_realm_name
 from webhook.core.token import ClaimsPolicy
 from webhook.db.datastore import DataStore
+from webhook.observability.apikeyexpiry import ApiKeyExpiries
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.logs import get_logger
 from webhook.observability.metrics import Metrics, RealmLabels
 from webhook.observability.openapi import openapi_json
+from webhook.provisioning.apikeyclient import name_problem
 from webhook.provisioning.apikeys import ApiKeyService
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin
 from webhook.provisioning.templates import PortalUrls
@@ -522,6 +524,7 @@ def build_runtime(
         wall_clock=deps.wall_clock,
     )
     labels = RealmLabels(settings.extra_realms, settings.prefetch_realms)
+    api_keys = ApiKeyExpiries(deps.wall_clock, name_allowed=lambda name: name_problem(name) is None)
     verifier = Verifier(
         realms=realms,
         cache=cache,
@@ -536,8 +539,10 @@ def build_runtime(
         realm_registry=realm_registry,
         on_verified=labels.verified,
         revoked=None if revocations is None else revocations.revoked,
+        on_api_key=api_keys.seen,
     )
     deps.metrics.watch_token_cache(tokens)
+    deps.metrics.watch_api_keys(api_keys)
     deps.metrics.watch_jwks(cache)
     return Runtime(settings, cache, verifier, deps.metrics, realms, tokens, labels, revocations=revocations)
 

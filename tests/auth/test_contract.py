@@ -7,8 +7,10 @@ import time
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.auth.conftest import EVENT, OTHER_TENANT, TENANT, Stack, StackFactory, bearer, random_uuid
+from webhook.testing.keycloak import SigningKey, attacker_key
 
 pytestmark = pytest.mark.anyio
 MODES = ["GET", "POST"]
@@ -239,6 +241,34 @@ async def test_metrics_show_prefetched_realm_jwks_health(stack: Stack) -> None:
     await stack.hasura("GET").authenticate(bearer(stack.keycloak.mint(other.name)))
     text = (await stack.client.get(f"{stack.url}/metrics")).text
     assert other.name not in text  # a realm first seen in a token gets no series of its own
+
+
+async def test_metrics_report_the_expiry_of_verified_api_keys_only(stack: Stack) -> None:
+    """/metrics carries webhook_api_key_expiry_timestamp_seconds{realm,key} for API keys whose tokens
+    verified (an expired key's too, though refused); a forged token, a name no key can have, an event
+    realm's token and a key without expiry add no series."""
+    soon, past = int(time.time()) + 3600, int(time.time()) - 60
+    hasura = stack.hasura("GET")
+
+    def key_token(realm: str, name: str, exp: int | None, signing_key: SigningKey | None = None) -> dict[str, str]:
+        claim = {"name": name} if exp is None else {"name": name, "exp": exp}
+        return bearer(stack.keycloak.mint(realm, claims={"api_key": claim}, signing_key=signing_key))
+
+    assert (await hasura.authenticate(key_token(stack.tenant.name, "erp-sync", soon))).outcome == "session"
+    assert (await hasura.authenticate(key_token(stack.tenant.name, "old-export", past))).outcome == "access-denied"
+    forged = key_token(stack.tenant.name, "forged-key", soon, signing_key=attacker_key("RS256"))
+    assert (await hasura.authenticate(forged)).outcome == "access-denied"
+    assert (await hasura.authenticate(key_token(stack.tenant.name, "Not A Key", soon))).outcome == "session"
+    assert (await hasura.authenticate(key_token(stack.event.name, "event-key", soon))).outcome == "session"
+    assert (await hasura.authenticate(key_token(stack.tenant.name, "forever", None))).outcome == "session"
+    text = (await stack.client.get(f"{stack.url}/metrics")).text
+    series = {
+        (sample.labels["realm"], sample.labels["key"]): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "webhook_api_key_expiry_timestamp_seconds"
+        for sample in family.samples
+    }
+    assert series == {(stack.tenant.name, "erp-sync"): soon, (stack.tenant.name, "old-export"): past}
 
 
 async def test_not_ready_while_keycloak_is_down_at_start_then_recovers(make_stack: StackFactory) -> None:

@@ -9,6 +9,7 @@ Queries that read only metrics other issues add (`PENDING_METRICS`) must return 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ def test_panels_are_well_formed_and_cover_what_on_call_looks_at_first() -> None:
         "audit lag",
         "provisioning jobs",
         "revocations",
+        "api keys in use expiring soonest",
     ):
         assert wanted in titles, wanted
 
@@ -92,9 +94,12 @@ async def empty_queries(prom: RunningPrometheus, tenant: str, realm: str) -> lis
 
 
 async def traffic(stack: OpsStack, honest: str) -> None:
-    """Some of everything the panels show: cache hits, forged tokens, a missing token, an action call."""
+    """Some of everything the panels show: cache hits, forged tokens, a missing token, an action call,
+    an API key's token (its expiry)."""
     for _ in range(3):
         assert await stack.hook(honest) == 200
+    api_key = {"api_key": {"name": "erp-sync", "exp": int(time.time()) + 86400}}
+    assert await stack.hook(stack.keycloak.mint(stack.good.name, claims=api_key, grant="client_credentials")) == 200
     assert await stack.hook(stack.forged()) == 401
     assert await stack.hook(None) == 401
     response = await stack.client.post(f"{stack.url}/actions/insertTenant", json={})

@@ -8,12 +8,14 @@ summary as the on-call engineer would get them.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.ops.promserver import rules_for_tests, run_prometheus
-from tests.ops.stack import OpsStack, ops_stack
+from tests.ops.stack import GOOD_TENANT, OpsStack, ops_stack
+from webhook.testing.keycloak import SigningKey, attacker_key
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +100,41 @@ async def test_a_realm_refusing_its_own_users_roles_fires_the_broken_mapper_aler
             summary = alert[0]["annotations"]["summary"]
             assert summary.startswith(f"Realm {stack.good.name} rejects ") and "as role_not_allowed" in summary
             assert await prom.firing("WebhookRejectionsAttack") == []
+
+
+async def test_an_api_key_near_its_expiry_fires_the_expiry_alert_naming_realm_and_key(tmp_path: Path) -> None:
+    """A verified token of an API key expiring in an hour fires WebhookApiKeyNearExpiry (default 14-day
+    threshold) naming its realm, tenant and key, with the time left in webhook:api_key_expiry:seconds_left;
+    a key expiring in 60 days fires nothing, and a forged API-key token puts no series in Prometheus."""
+    async with ops_stack(tmp_path) as stack:
+        rules = rules_for_tests(tmp_path)
+        async with run_prometheus(tmp_path / "prometheus", [stack.target], rules) as prom:
+            realm, now = stack.good.name, int(time.time())
+
+            def key_token(name: str, expires_at: int, signing_key: SigningKey | None = None) -> str:
+                claims = {"api_key": {"name": name, "exp": expires_at}}
+                return stack.keycloak.mint(realm, claims=claims, grant="client_credentials", signing_key=signing_key)
+
+            assert await stack.hook(key_token("erp-sync", now + 3600)) == 200
+            assert await stack.hook(key_token("reporting", now + 60 * 86400)) == 200
+            assert await stack.hook(key_token("forged-key", now + 3600, attacker_key("RS256"))) == 401
+
+            alert = await prom.wait_firing("WebhookApiKeyNearExpiry", realm=realm, key="erp-sync")
+            assert alert["labels"]["severity"] == "warning"
+            summary = alert["annotations"]["summary"]
+            assert summary.startswith(f"API key erp-sync of realm {realm} (tenant {GOOD_TENANT}) expires in 59m "), (
+                summary
+            )
+            assert alert["annotations"]["runbook_url"] == "README.md#webhookapikeynearexpiry"
+            # the recording rule's group may run after the alerts' (and the later key's token after a scrape)
+            (left,) = await prom.wait_for(
+                "erp-sync's time left",
+                lambda: prom.query(f'webhook:api_key_expiry:seconds_left{{realm="{realm}",key="erp-sync"}}'),
+            )
+            assert 0 < float(left["value"][1]) < 3600
+            (reporting,) = await prom.wait_for(
+                "reporting's time left", lambda: prom.query('webhook:api_key_expiry:seconds_left{key="reporting"}')
+            )
+            assert float(reporting["value"][1]) > 59 * 86400
+            assert await prom.firing("WebhookApiKeyNearExpiry", key="reporting") == []
+            assert await prom.query('webhook_api_key_expiry_timestamp_seconds{key="forged-key"}') == []

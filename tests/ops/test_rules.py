@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +32,9 @@ from tests.ops.rules import (
     recording_rules,
     thresholds,
 )
+from webhook.core.apikeyclaim import ApiKeyClaim
+from webhook.core.realms import Realm
+from webhook.observability.apikeyexpiry import ApiKeyExpiries
 from webhook.observability.metrics import Metrics, RealmHealth
 
 ALERT_NAMES = [alert.name for alert in alerts()]
@@ -174,6 +178,9 @@ def exported_families() -> set[str]:
     metrics.watch_token_cache(Tokens())
     metrics.watch_jwks(Jwks())
     metrics.watch_revocations(Revocations())
+    api_keys = ApiKeyExpiries(time.time)
+    api_keys.seen(Realm("tenant-x", "x", None), ApiKeyClaim("erp-sync", time.time() + 60))
+    metrics.watch_api_keys(api_keys)
     metrics.rejections.labels("expired", "none").inc()  # labelled per realm, so not pre-created
     metrics.actions.labels("insertTenant", "ok").inc()
     names = set()

@@ -10,6 +10,7 @@ Order of checks (cheapest and most discriminating first; each has its own reason
  6. exp / nbf / iat (leeway), typ == Bearer, aud, azp                  token.check_claims
  7. Hasura claims present, well typed, agreeing with the realm        session.identity_from_claims
  7b. an API key's token: the key's expiry (claim `api_key.exp`)       apikeyclaim.check_not_expired
+     (reported first to `on_api_key`, expired or not: the expiry metric of webhook.observability.apikeyexpiry)
  8. the realm kind's powers attached; PLATFORM_ROLES kept only with them  powers.powers_of
  9. the session is not revoked (also checked on a verified-token cache hit)   RevocationService.revoked
 
@@ -28,7 +29,7 @@ from collections.abc import Callable
 
 from webhook.auth.jwks import JwksCache
 from webhook.auth.tokencache import CachedRejection, VerifiedTokenCache
-from webhook.core.apikeyclaim import KIND_API_KEY, api_key_claim, check_not_expired
+from webhook.core.apikeyclaim import KIND_API_KEY, ApiKeyClaim, api_key_claim, check_not_expired
 from webhook.core.logouttoken import LogoutClaims, check_logout_claims
 from webhook.core.powers import Power, powers_of
 from webhook.core.realms import Realm, RealmPolicy, RealmRegistry
@@ -81,6 +82,7 @@ class Verifier:
         realm_registry: RealmRegistry | None = None,
         on_verified: Callable[[str], None] | None = None,
         revoked: Callable[[Identity], bool] | None = None,
+        on_api_key: Callable[[Realm, ApiKeyClaim | None], None] | None = None,
     ) -> None:
         self._realms = realms
         self._cache = cache
@@ -95,6 +97,7 @@ class Verifier:
         self._realm_registry = realm_registry
         self._on_verified = on_verified  # realm name, once a signature verified with its keys
         self._revoked = revoked  # the revocation check (webhook.revocation.service), after the cache too
+        self._on_api_key = on_api_key  # an API key's verified token, expired or not (observability.apikeyexpiry)
 
     async def verify(self, token: str) -> Identity:
         """The identity `token` proves; `TokenRejected` with the reason of the first failed check."""
@@ -118,7 +121,10 @@ class Verifier:
             check_claims(parsed.claims, self._claims, self._now())
             identity = identity_from_claims(parsed.claims, realm, self._forbidden)
             if identity.kind == KIND_API_KEY:
-                check_not_expired(api_key_claim(parsed.claims), self._now())
+                key = api_key_claim(parsed.claims)
+                if self._on_api_key is not None:
+                    self._on_api_key(realm, key)
+                check_not_expired(key, self._now())
             powers = powers_of(realm, self._super_tenant)
             roles = identity.allowed_roles
             if Power.PLATFORM_ROLES not in powers:

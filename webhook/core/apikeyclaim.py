@@ -15,11 +15,15 @@ Rules of this module:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from webhook.core.reasons import Reason, Rejected
+
+NAME_RE: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]")
+"""What a key's name (its client id) may be: 3 to 63 of `a-z0-9-`, no `-` at either end."""
 
 CLAIM: Final = "api_key"
 NAME: Final = "name"

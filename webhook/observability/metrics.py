@@ -187,6 +187,10 @@ class Metrics:
         service.stats.lag_observer = lag.observe
         self.registry.register(_RevocationCollector(service))
 
+    def watch_api_keys(self, source: ApiKeyExpirySource) -> None:
+        """Expose the expiries of the API keys in use (`webhook.observability.apikeyexpiry`), read at scrape time."""
+        self.registry.register(_ApiKeyExpiryCollector(source))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
         return generate_latest(self.registry)
@@ -354,6 +358,49 @@ class _RevocationCollector(Collector):
             "webhook_revocation_uncertain",
             "1 while this process cannot be sure it holds every revocation (link down past the bound).",
             value=1 if service.uncertain() else 0,
+        )
+
+
+class TrackedApiKey(Protocol):
+    @property
+    def realm(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def expires_at(self) -> float: ...
+
+
+class ApiKeyExpirySource(Protocol):
+    """What the API-key expiry metrics read from the tracker (`webhook.observability.apikeyexpiry.ApiKeyExpiries`)."""
+
+    @property
+    def untracked(self) -> int: ...
+
+    def tracked(self) -> Iterable[TrackedApiKey]: ...
+
+
+class _ApiKeyExpiryCollector(Collector):
+    """One series per tracked API key: its labels are bounded by the tracker (tenant realms, template
+    key names, a cap), so no token can add series without bound."""
+
+    def __init__(self, source: ApiKeyExpirySource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        expiry = GaugeMetricFamily(
+            "webhook_api_key_expiry_timestamp_seconds",
+            "When each API key in use expires (epoch seconds; claim api_key.exp of its verified tokens).",
+            labels=["realm", "key"],
+        )
+        for key in self._source.tracked():
+            expiry.add_metric([key.realm, key.name], key.expires_at)
+        yield expiry
+        yield CounterMetricFamily(
+            "webhook_api_keys_untracked",
+            "API keys in use not tracked for expiry because the tracker was full of keys expiring sooner.",
+            value=self._source.untracked,
         )
 
 

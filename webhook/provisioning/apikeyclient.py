@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from webhook.core.apikeyclaim import CLAIM as KEY_CLAIM
-from webhook.core.apikeyclaim import EXPIRY, NAME
+from webhook.core.apikeyclaim import EXPIRY, NAME, NAME_RE
 from webhook.core.session import CLAIM_ALLOWED_ROLES, CLAIM_DEFAULT_ROLE, CLAIM_TENANT, CLAIM_USER
 from webhook.provisioning.templates import CLIENTS, keycloak_claim
 
@@ -36,7 +35,6 @@ ROLES_ATTRIBUTE: Final = "election.api-key.roles"
 EXPIRES_ATTRIBUTE: Final = "election.api-key.expires-at"
 CREATED_BY_ATTRIBUTE: Final = "election.api-key.created-by"
 CREATED_AT_ATTRIBUTE: Final = "election.api-key.created-at"
-NAME_RE: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]")
 #: Client ids Keycloak creates in every realm, and the template's own: never a key's name.
 RESERVED: Final = frozenset(
     {*CLIENTS, "account", "account-console", "admin-cli", "broker", "realm-management", "security-admin-console"}
