@@ -34,7 +34,8 @@ import httpx
 from webhook.core.keys import JwksError, RealmKeys, SigningKey, parse_jwks
 from webhook.core.realms import Realm, RealmPolicy
 from webhook.core.reasons import Reason, Rejected
-from webhook.observability.metrics import Metrics, RealmHealth
+from webhook.observability.collectors import RealmHealth
+from webhook.observability.metrics import Metrics
 
 Clock = Callable[[], float]
 _CHUNK: Final = 65536
