@@ -39,7 +39,8 @@ from webhook.actions.registry import ActionRegistry, default_registry
 from webhook.audit.record import AuditSink
 from webhook.audit.writer import CountingSink, audit_detail, audit_status, db_audit_sink
 from webhook.auth.endpoint import AuthHook, HookServices
-from webhook.auth.jwks import CachePolicy, JwksCache, JwksFetcher
+from webhook.auth.jwks import JwksCache
+from webhook.auth.jwksfetch import CachePolicy, JwksFetcher
 from webhook.auth.jwkspublish import PublishedRealms
 from webhook.auth.jwksview import union_jwks
 from webhook.auth.realmregistry import DbRealmRegistry

@@ -34,7 +34,7 @@ from webhook.audit.fill import fill
 from webhook.audit.schema import inspect_schema
 from webhook.audit.store import Filters, TopBy, as_dict, list_rows, prune, top
 from webhook.auth.httpbounds import BoundedHttpToolsProtocol
-from webhook.auth.jwks import JwksFetcher
+from webhook.auth.jwksfetch import JwksFetcher
 from webhook.auth.verifier import TokenRejected
 from webhook.config import VARIABLES, ConfigError, Settings
 from webhook.core.logouttoken import MAX_ID_CHARS
