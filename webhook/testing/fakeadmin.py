@@ -518,6 +518,8 @@ class FakeAdminApi:
         if realm is None:
             return refused  # type: ignore[return-value]
         key = str(request.path_params["client"])
+        if key not in realm.clients:
+            return self._refuse(request, str(realm.top["realm"]), 404, {"error": "Could not find client"})
         user = next((uid for uid, u in realm.users.items() if u.get("client") == key), None)
         if user is None:
             self._record(request, 400, str(realm.top["realm"]))

@@ -1016,13 +1016,22 @@ class FakeKeycloak:
         client, account = found
         mapped, audiences = mapped_claims(client.get("protocolMappers"), account)
         hasura = mapped.pop(HASURA_CLAIMS, {})
-        extra: dict[str, Any] = {**mapped, "preferred_username": f"service-account-{client_id}", "client_id": client_id}
+        extra: dict[str, Any] = {
+            **mapped,
+            "preferred_username": f"service-account-{client_id}",
+            "client_id": client_id,
+            "email_verified": False,
+            **dict.fromkeys(("name", "given_name", "family_name", "email"), DROP),  # a service account has none
+        }
+        full_scope = client.get("fullScopeAllowed", True) is not False
+        if not full_scope:  # no realm role is in the client's scope: no realm_access, no account audience
+            extra["realm_access"] = DROP
         if audiences:
             extra["aud"] = audiences[0] if len(audiences) == 1 else audiences
         token = self.mint(
             realm,
             sub=account,
-            roles=hasura.get("x-hasura-allowed-roles") or [],
+            roles=[f"default-roles-{realm}"] if full_scope else [],
             default_role=str(hasura.get("x-hasura-default-role", "")),
             hasura_claims=hasura,
             claims=extra,
