@@ -4,16 +4,32 @@ right after the action, through the same `session_revocation` rows as `webhook s
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-from tests.actions.conftest import ADMIN_CLIENT, OTHER, SUPER, TENANT, ActionStack, FakeClock, StackFactory
+from tests.actions.conftest import (
+    ADMIN_CLIENT,
+    OTHER,
+    SUPER,
+    TENANT,
+    ActionStack,
+    FakeClock,
+    StackFactory,
+    prepare_database,
+)
 from tests.revocation.conftest import wait_loaded
+from webhook.cli import main
+from webhook.config import Settings
+from webhook.datastore import DataStore
 from webhook.models import ApiKeyEvent
 from webhook.revocationstore import SessionRevocation
 from webhook.testing.keycloak import FakeKeycloak
@@ -149,3 +165,60 @@ async def test_without_revocations_a_revoked_keys_token_lasts_until_exp(make_sql
             assert revoked.outcome == "data"
             assert await _reason(stack, token) is None
             assert await _revocations(stack) == []
+
+
+def test_the_cli_rotate_and_revoke_write_the_service_accounts_revocation(db_env: dict[str, str]) -> None:
+    """`webhook api-keys rotate|revoke` with REVOCATIONS on write the `--user` row of the key's service account
+    (the running replicas take it like any other); with REVOCATIONS off they write none."""
+    fake = FakeKeycloak()
+    fake.configure_admin(*ADMIN_CLIENT, admin=True)
+    fake.admin_api.import_realm({"realm": REALM, "enabled": True})
+    with fake.serve_in_thread():
+        env = {
+            **db_env,
+            "KEYCLOAK_URL": fake.url,
+            "KEYCLOAK_ADMIN_CLIENT_ID": ADMIN_CLIENT[0],
+            "KEYCLOAK_ADMIN_CLIENT_SECRET": ADMIN_CLIENT[1],
+            "LOG_FORMAT": "console",
+            "LOG_LEVEL": "error",
+        }
+        asyncio.run(prepare_database(env, {}))
+        runner = CliRunner()
+
+        def cli(name: str, *args: str, revocations: str = "true") -> Result:
+            command = ["api-keys", *args, "--tenant", TENANT, "--name", name]
+            result = runner.invoke(main, command, env={**env, "REVOCATIONS": revocations})
+            assert result.exit_code == 0, result.output
+            return result
+
+        cli("erp-sync", "create", "--role", "tenant-read")
+        secret = fake.admin_api.client_secret(REALM, "erp-sync")
+        token = httpx.post(
+            f"{fake.url}/realms/{REALM}/protocol/openid-connect/token",
+            data={"grant_type": "client_credentials", "client_id": "erp-sync", "client_secret": secret},
+        ).json()["access_token"]
+        account = jwt_claims(token)["sub"]
+        cli("erp-sync", "rotate")
+        cli("erp-sync", "revoke")
+        cli("untracked", "create", "--role", "tenant-read", revocations="false")
+        cli("untracked", "revoke", revocations="false")
+
+        rows = asyncio.run(_rows(env))
+        assert [(r.realm, r.sub, r.sid, r.source) for r in rows] == [(REALM, account, None, "operator")] * 2
+        rotated, revoked = rows
+        assert revoked.before > rotated.before  # revoke: every token of the deleted account, leeway included
+
+
+async def _rows(env: dict[str, str]) -> list[SessionRevocation]:
+    store = DataStore.from_settings(Settings.from_environ(env, require_keycloak=False))
+    try:
+        async with store.sessions() as session:
+            return list((await session.scalars(select(SessionRevocation).order_by(SessionRevocation.id))).all())
+    finally:
+        await store.dispose()
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    segment = token.split(".")[1]
+    loaded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    return loaded
