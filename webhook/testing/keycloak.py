@@ -30,7 +30,11 @@ Rules of this module:
   partial-import, client, mapper, role and secret endpoints behind its bearer tokens. A realm created
   there is in ``admin_realms`` and also served (with generated keys), so tokens can be minted
   for it; every admin call is recorded in ``admin_calls``; ``set_admin_behaviour("down")`` makes the
-  admin API (token endpoint included) answer 503.
+  admin API (token endpoint included) answer 503. A confidential service-account client created
+  through the admin API (an API key) gets client-credentials tokens from its realm's token endpoint:
+  ``sub`` = its service account, no ``sid``, its mappers' claims, no ``realm_access`` or ``aud: account``
+  with full scope off; 401 ``unauthorized_client`` for a wrong secret, ``invalid_client`` for a deleted
+  client (as Keycloak 26.7.3: tests/keycloak/test_api_key_contract.py).
 - The controls (``set_behaviour``, ``add_realm``, ``wait_for_jwks_fetches``...) belong to the event loop
   serving the fake; call them from that loop's thread.
 """
