@@ -16,6 +16,12 @@ What it models (each point checked against the real server by tests/keycloak/tes
   recreated with new ids and secrets), clients and their mappers, client secrets, service-account
   users (created with the default roles only), realm roles, user role mappings, default-role
   composites (`roles-by-id`), realm DELETE.
+- The API-key calls (`webhook/provisioning/apikeyclient.py`, checked by tests/keycloak/test_contract.py):
+  `POST .../clients` (201 with the new id in `Location`; 409 for a taken clientId), `DELETE
+  .../clients/{id}` (its secret and service-account user go with it), `POST .../client-secret` (a new
+  secret; the old one stops working), and `service_credentials` for the realm's token endpoint: the
+  client-credentials grant of a confidential service-account client, whose token carries what the
+  client's protocol mappers say (`mapped_claims`).
 - Every call is recorded in `calls`; "down" answers 503; "slow" holds calls until released.
 """
 
@@ -224,7 +230,7 @@ class FakeAdminApi:
             self._add_client(realm, client)
         return counts
 
-    def _add_client(self, realm: _Realm, client: Mapping[str, Any]) -> None:
+    def _add_client(self, realm: _Realm, client: Mapping[str, Any]) -> str:
         key = str(uuid.uuid4())
         stored = {k: copy.deepcopy(v) for k, v in client.items() if k not in ("id", "secret", "protocolMappers")}
         stored["id"] = key
@@ -240,6 +246,7 @@ class FakeAdminApi:
                 "client": key,
                 "roles": {realm.default_role},
             }
+        return key
 
     def _may_manage(self, realm: _Realm) -> bool:
         return self._superuser or (self._client is not None and realm.creator == self._client[1])
@@ -348,11 +355,11 @@ class FakeAdminApi:
             Route("/realms/", self._realms, methods=["GET", "POST"]),  # Keycloak takes the slash too
             Route(base, self._realm, methods=["GET", "PUT", "DELETE"]),
             Route(base + "/partialImport", self._partial_import, methods=["POST"]),
-            Route(base + "/clients", self._clients, methods=["GET"]),
-            Route(client, self._client_endpoint, methods=["GET", "PUT"]),
+            Route(base + "/clients", self._clients, methods=["GET", "POST"]),
+            Route(client, self._client_endpoint, methods=["GET", "PUT", "DELETE"]),
             Route(client + "/protocol-mappers/models", self._mappers, methods=["GET", "POST"]),
             Route(client + "/protocol-mappers/models/{mapper}", self._mapper, methods=["PUT", "DELETE"]),
-            Route(client + "/client-secret", self._secret, methods=["GET"]),
+            Route(client + "/client-secret", self._secret, methods=["GET", "POST"]),
             Route(client + "/service-account-user", self._service_account, methods=["GET"]),
             Route(base + "/roles", self._roles, methods=["GET"]),
             Route(base + "/roles/{role}", self._role, methods=["GET"]),
@@ -417,6 +424,8 @@ class FakeAdminApi:
         realm, refused = await self._realm_for(request)
         if realm is None:
             return refused  # type: ignore[return-value]
+        if request.method == "POST":
+            return await self._create_client(request, realm)
         wanted = request.query_params.get("clientId")
         found = [
             {**copy.deepcopy(c), **({"secret": realm.secrets[k]} if k in realm.secrets else {})}
@@ -425,13 +434,32 @@ class FakeAdminApi:
         ]
         return self._ok(request, str(realm.top["realm"]), found)
 
+    async def _create_client(self, request: Request, realm: _Realm) -> Response:
+        name = str(realm.top["realm"])
+        body = await self._json(request)
+        client_id = body.get("clientId") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(client_id, str) or not client_id:
+            return self._refuse(request, name, 400, {"errorMessage": "invalid representation"})
+        if any(c.get("clientId") == client_id for c in realm.clients.values()):
+            return self._refuse(request, name, 409, {"errorMessage": f"Client {client_id} already exists"})
+        key = self._add_client(realm, body)
+        self._record(request, 201, name)
+        return Response(status_code=201, headers={"Location": f"{str(request.url).rstrip('/')}/{key}"})
+
     async def _client_endpoint(self, request: Request) -> Response:
         found = await self._client_for(request)
         if isinstance(found, Response):
             return found
-        _, name, client = found
+        realm, name, client = found
         if request.method == "GET":
             return self._ok(request, name, copy.deepcopy(client))
+        if request.method == "DELETE":
+            key = str(client["id"])
+            del realm.clients[key]
+            realm.secrets.pop(key, None)
+            for user in [uid for uid, u in realm.users.items() if u.get("client") == key]:
+                del realm.users[user]  # Keycloak deletes the service-account user with its client
+            return self._ok(request, name, status=204)
         body = await self._json(request)
         if not isinstance(body, dict):
             return self._refuse(request, name, 400, {"errorMessage": "invalid representation"})
@@ -481,6 +509,8 @@ class FakeAdminApi:
         if key not in realm.secrets:
             self._record(request, 404, str(realm.top["realm"]))
             return JSONResponse({"error": "Could not find client"}, 404)
+        if request.method == "POST":
+            realm.secrets[key] = secrets.token_urlsafe(24)
         return self._ok(request, str(realm.top["realm"]), {"type": "secret", "value": realm.secrets[key]})
 
     async def _service_account(self, request: Request) -> Response:
@@ -488,6 +518,8 @@ class FakeAdminApi:
         if realm is None:
             return refused  # type: ignore[return-value]
         key = str(request.path_params["client"])
+        if key not in realm.clients:
+            return self._refuse(request, str(realm.top["realm"]), 404, {"error": "Could not find client"})
         user = next((uid for uid, u in realm.users.items() if u.get("client") == key), None)
         if user is None:
             self._record(request, 400, str(realm.top["realm"]))
@@ -547,6 +579,25 @@ class FakeAdminApi:
         user["roles"] |= {str(r.get("name")) for r in body}
         return self._ok(request, name, status=204)
 
+    def service_credentials(self, realm: str, client_id: str, secret: str) -> tuple[dict[str, Any], str] | str:
+        """The client-credentials grant of a realm's client: (the client, its service account's id), or the
+        OAuth error Keycloak 26 answers (401): `invalid_client` for no such client, `unauthorized_client`
+        for a wrong secret or a client without service accounts."""
+        held = self.realms.get(realm)
+        found = (
+            None if held is None else next((c for c in held.clients.values() if c.get("clientId") == client_id), None)
+        )
+        if held is None or found is None:
+            return "invalid_client"
+        key = str(found["id"])
+        expected = held.secrets.get(key)
+        if expected is None or not hmac.compare_digest(secret.encode(), expected.encode()):
+            return "unauthorized_client"
+        account = next((uid for uid, u in held.users.items() if u.get("client") == key), None)
+        if account is None or not found.get("serviceAccountsEnabled") or found.get("enabled") is False:
+            return "unauthorized_client"
+        return copy.deepcopy(found), account
+
     def service_account_roles(self, realm: str, client_id: str) -> set[str]:
         """Realm roles of a client's service-account user (tests read what provisioning assigned)."""
         held = self.realms[realm]
@@ -560,4 +611,57 @@ class FakeAdminApi:
         return held.secrets[key]
 
 
-__all__ = ["GRANT_BYTES", "AdminCall", "FakeAdminApi"]
+def _claim_path(name: str) -> list[str]:
+    """Keycloak's nested claim name: split on dots, `\\.` is a literal dot."""
+    parts, current, escaped = [], "", False
+    for char in name:
+        if escaped:
+            current, escaped = current + char, False
+        elif char == "\\":
+            escaped = True
+        elif char == ".":
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [*parts, current]
+
+
+def _typed(value: str, json_type: str) -> Any:
+    if json_type == "JSON":
+        return json.loads(value)
+    if json_type in ("long", "int"):
+        return int(value)
+    if json_type == "boolean":
+        return value == "true"
+    return value
+
+
+def mapped_claims(mappers: Any, user_id: str) -> tuple[dict[str, Any], list[str]]:
+    """What a client's access-token mappers add (hardcoded claims, the user's `id` property) and the
+    audiences its audience mappers add: the mapper types the API-key template uses."""
+    claims: dict[str, Any] = {}
+    audiences: list[str] = []
+    for mapper in mappers or []:
+        config = mapper.get("config") or {}
+        kind = mapper.get("protocolMapper")
+        if kind == "oidc-audience-mapper":
+            audiences.append(str(config.get("included.custom.audience")))
+            continue
+        if config.get("access.token.claim") != "true":
+            continue
+        if kind == "oidc-hardcoded-claim-mapper":
+            value = _typed(str(config.get("claim.value")), str(config.get("jsonType.label")))
+        elif kind == "oidc-usermodel-property-mapper" and config.get("user.attribute") == "id":
+            value = user_id
+        else:
+            continue
+        *parents, leaf = _claim_path(str(config.get("claim.name")))
+        target = claims
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return claims, audiences
+
+
+__all__ = ["GRANT_BYTES", "AdminCall", "FakeAdminApi", "mapped_claims"]

@@ -30,7 +30,11 @@ Rules of this module:
   partial-import, client, mapper, role and secret endpoints behind its bearer tokens. A realm created
   there is in ``admin_realms`` and also served (with generated keys), so tokens can be minted
   for it; every admin call is recorded in ``admin_calls``; ``set_admin_behaviour("down")`` makes the
-  admin API (token endpoint included) answer 503.
+  admin API (token endpoint included) answer 503. A confidential service-account client created
+  through the admin API (an API key) gets client-credentials tokens from its realm's token endpoint:
+  ``sub`` = its service account, no ``sid``, its mappers' claims, no ``realm_access`` or ``aud: account``
+  with full scope off; 401 ``unauthorized_client`` for a wrong secret, ``invalid_client`` for a deleted
+  client (as Keycloak 26.7.3: tests/keycloak/test_api_key_contract.py).
 - The controls (``set_behaviour``, ``add_realm``, ``wait_for_jwks_fetches``...) belong to the event loop
   serving the fake; call them from that loop's thread.
 """
@@ -75,7 +79,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from webhook.testing.fakeadmin import AdminCall, FakeAdminApi
+from webhook.testing.fakeadmin import AdminCall, FakeAdminApi, mapped_claims
 from webhook.testing.server import serve_asgi, serve_asgi_in_thread
 
 __all__ = [
@@ -995,13 +999,59 @@ class FakeKeycloak:
 
     async def _token(self, request: Request) -> Response:
         name = str(request.path_params["realm"])
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        client_id, secret = self._client_credentials(request, form)
+        grant = form.get("grant_type", [""])[0]
         if name != self.admin_api.admin_realm:
             if name not in self._realms:
                 return _realm_missing()
+            if grant == "client_credentials" and name in self.admin_api.realms:
+                return self._service_token(name, client_id, secret)
             return JSONResponse({"error": "unauthorized_client", "error_description": "Invalid client"}, 401)
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        client_id, secret = self._client_credentials(request, form)
-        return await self.admin_api.token(request, client_id, secret, form.get("grant_type", [""])[0])
+        return await self.admin_api.token(request, client_id, secret, grant)
+
+    def _service_token(self, realm: str, client_id: str, secret: str) -> Response:
+        """The client-credentials grant of a client the admin API holds: its mappers' claims, no sid."""
+        found = self.admin_api.service_credentials(realm, client_id, secret)
+        if isinstance(found, str):
+            return JSONResponse(
+                {"error": found, "error_description": "Invalid client or Invalid client credentials"}, 401
+            )
+        client, account = found
+        mapped, audiences = mapped_claims(client.get("protocolMappers"), account)
+        hasura = mapped.pop(HASURA_CLAIMS, {})
+        extra: dict[str, Any] = {
+            **mapped,
+            "preferred_username": f"service-account-{client_id}",
+            "client_id": client_id,
+            "email_verified": False,
+            **dict.fromkeys(("name", "given_name", "family_name", "email"), DROP),  # a service account has none
+        }
+        full_scope = client.get("fullScopeAllowed", True) is not False
+        if not full_scope:  # no realm role is in the client's scope: no realm_access, no account audience
+            extra["realm_access"] = DROP
+        if audiences:
+            extra["aud"] = audiences[0] if len(audiences) == 1 else audiences
+        token = self.mint(
+            realm,
+            sub=account,
+            roles=[f"default-roles-{realm}"] if full_scope else [],
+            default_role=str(hasura.get("x-hasura-default-role", "")),
+            hasura_claims=hasura,
+            claims=extra,
+            azp=client_id,
+            grant="client_credentials",
+        )
+        return JSONResponse(
+            {
+                "access_token": token,
+                "expires_in": 300,
+                "refresh_expires_in": 0,
+                "token_type": "Bearer",
+                "not-before-policy": 0,
+                "scope": "profile email",
+            }
+        )
 
 
 def _not_found() -> Response:
