@@ -37,7 +37,7 @@ from webhook.actions.context import ActionContext
 from webhook.actions.endpoint import ActionsEndpoint, ActionServices
 from webhook.actions.registry import ActionRegistry, default_registry
 from webhook.audit.record import AuditSink
-from webhook.audit.writer import CountingSink, audit_detail, audit_status, db_audit_sink
+from webhook.audit.sink import CountingSink, audit_detail, audit_status, db_audit_sink
 from webhook.auth.endpoint import AuthHook, HookServices
 from webhook.auth.jwks import JwksCache
 from webhook.auth.jwksfetch import CachePolicy, JwksFetcher

@@ -26,8 +26,8 @@ from sqlalchemy import func, select
 from tests.dbsupport import own_schema, postgres_url
 from webhook.actions.registry import ActionRegistry
 from webhook.app import Dependencies, WebhookApp, create_app
+from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE as REJECTED
-from webhook.audit.writer import DbAuditSink
 from webhook.config import Settings
 from webhook.db.datastore import DataStore
 from webhook.db.engine import migrate

@@ -31,8 +31,8 @@ from tests.audit.support import bad_token, running, settings_from
 from tests.pgcluster import Cluster, throwaway_cluster
 from webhook.app import HOOK_PATH, Dependencies, create_app
 from webhook.audit.record import RejectionRecord, token_digest
+from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE
-from webhook.audit.writer import DbAuditSink
 from webhook.core.reasons import Reason
 from webhook.core.token import TokenFacts
 from webhook.db.engine import make_engine

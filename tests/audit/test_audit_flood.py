@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from tests.audit.support import bad_token, engine_for, running, sample, settings_from, table_totals
 from webhook.app import HOOK_PATH, Dependencies, create_app
+from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE
-from webhook.audit.writer import DbAuditSink
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
 

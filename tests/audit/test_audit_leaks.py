@@ -16,8 +16,8 @@ from structlog.testing import capture_logs
 
 from tests.audit.support import bad_token, engine_for, running, settings_from
 from webhook.app import Dependencies, create_app
+from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE
-from webhook.audit.writer import DbAuditSink
 from webhook.cli import main
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics

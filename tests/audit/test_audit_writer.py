@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.audit.support import FakeClock, RecordingLog, engine_for, forwarder, table_totals
 from webhook.audit.fold import fold_records
 from webhook.audit.record import RejectionRecord, token_digest
+from webhook.audit.sink import CountingSink, DbAuditSink, audit_status
 from webhook.audit.store import TABLE
-from webhook.audit.writer import AuditWriter, CountingSink, DbAuditSink, WriterPolicy, audit_status
+from webhook.audit.writer import AuditWriter, WriterPolicy
 from webhook.core.reasons import Reason
 from webhook.core.token import TokenFacts
 from webhook.db.engine import make_engine, migrate

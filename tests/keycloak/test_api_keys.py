@@ -36,8 +36,8 @@ from tests.actions.conftest import prepare_database
 from tests.deploy.support import README
 from tests.revocation.conftest import wait_loaded
 from webhook.app import Dependencies, WebhookApp, create_app
+from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE as REJECTED
-from webhook.audit.writer import DbAuditSink
 from webhook.cli import main
 from webhook.config import Settings
 from webhook.db.datastore import DataStore

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.jwsoracle import Oracle
 from webhook.app import Dependencies, WebhookApp, create_app
+from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE
-from webhook.audit.writer import DbAuditSink
 from webhook.auth.httpbounds import BoundedHttpToolsProtocol
 from webhook.config import Settings
 from webhook.db.engine import make_engine
