@@ -355,7 +355,7 @@ def start_revocations(
                 max_lag=settings.revocation_max_lag,
                 fail_closed=settings.revocation_fail_closed,
             ),
-            database_url=settings.database_url.reveal(),
+            database_url=settings.database_url.get_secret_value(),
             schema=settings.database_schema,
             clock=deps.clock,
             wall_clock=deps.wall_clock,

@@ -685,7 +685,7 @@ class CountingSink:
 
 def engine_factory(settings: Settings) -> Callable[[], AsyncEngine]:
     """Makes the writer's own engine (called in its thread: an engine belongs to one event loop)."""
-    url, schema = settings.database_url.reveal(), settings.database_schema
+    url, schema = settings.database_url.get_secret_value(), settings.database_schema
     return lambda: make_engine(url, schema=schema)
 
 

@@ -280,7 +280,7 @@ def db_current() -> None:
 
 async def _with_engine(settings: Settings, job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Run `job` with an engine for the settings' database; exit 1 naming the database on error."""
-    engine = make_engine(settings.database_url.reveal(), schema=settings.database_schema)
+    engine = make_engine(settings.database_url.get_secret_value(), schema=settings.database_schema)
     try:
         return await job(engine)
     except Exception as exc:

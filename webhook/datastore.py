@@ -44,7 +44,7 @@ class DataStore:
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> DataStore:
         """A store on DATABASE_URL / DATABASE_SCHEMA; ready at once unless DATABASE_AUTO_MIGRATE."""
-        engine = make_engine(settings.database_url.reveal(), schema=settings.database_schema, **options)
+        engine = make_engine(settings.database_url.get_secret_value(), schema=settings.database_schema, **options)
         return cls(engine, schema=settings.database_schema, ready=not settings.database_auto_migrate)
 
     @property

@@ -110,4 +110,4 @@ def test_secrets_are_masked() -> None:
     s = settings(ACTIONS_SECRET=SECRET, **ADMIN)
     shown = repr(s) + str(s.describe())
     assert SECRET not in shown and "kc-admin-secret" not in shown
-    assert s.actions_secret is not None and s.actions_secret.reveal() == SECRET
+    assert s.actions_secret is not None and s.actions_secret.get_secret_value() == SECRET

@@ -152,7 +152,7 @@ def test_resolved_webhook_environment_is_a_valid_configuration() -> None:
     assert settings.keycloak_url == "http://keycloak:8080"
     assert settings.issuer_urls == (env_example()["KEYCLOAK_PUBLIC_URL"],)
     assert settings.prefetch_realms == (demo_realm_path().stem,)
-    url = urlsplit(settings.database_url.reveal())
+    url = urlsplit(settings.database_url.get_secret_value())
     assert (url.scheme, url.hostname, url.port, url.path) == ("postgresql+asyncpg", "postgres", 5432, "/election")
     assert settings.database_schema is None
     assert settings.database_auto_migrate is False

@@ -12,10 +12,11 @@ import httpx
 import orjson
 import pytest
 from click.testing import CliRunner
+from pydantic import SecretStr
 
 from webhook.app import Dependencies, build_runtime
 from webhook.cli import main
-from webhook.config import Secret, Settings
+from webhook.config import Settings
 from webhook.datastore import DataStore
 from webhook.db import migrate
 from webhook.jwkspublish import PublishedRealms
@@ -215,7 +216,7 @@ def test_lightweight_admin_token_stays_flat_and_the_fake_grows_like_a_full_one(r
 
     async def create(client: tuple[str, str], count: int) -> None:
         async with httpx.AsyncClient() as http:
-            admin = KeycloakAdmin(http, AdminCredentials(real_keycloak.url, "master", client[0], Secret(client[1])))
+            admin = KeycloakAdmin(http, AdminCredentials(real_keycloak.url, "master", client[0], SecretStr(client[1])))
             for _ in range(count):
                 assert await admin.create_realm({"realm": f"scratch-{uuid.uuid4().hex}", "enabled": True}) == "created"
 

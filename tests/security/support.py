@@ -271,7 +271,7 @@ async def adversarial_stack(
         log = decision_log or DecisionLog(cast(BinaryIO, NullStream()))
         deps = Dependencies(audit=None, metrics=metrics, decision_log=log, clock=clock)
         app = create_app(settings, deps)
-        engine = make_engine(settings.database_url.reveal())
+        engine = make_engine(settings.database_url.get_secret_value())
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if in_process:
