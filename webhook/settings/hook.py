@@ -69,10 +69,7 @@ class HookSettings(EnvironmentSettings):
         "RS256,ES256",
     )
     leeway: Annotated[int, within(0, 300)] = env(
-        "CLOCK_LEEWAY_SECONDS",
-        "30",
-        "Clock skew tolerated on exp, nbf and iat.",
-        "10",
+        "CLOCK_LEEWAY_SECONDS", "30", "Clock skew tolerated on exp, nbf and iat.", "10"
     )
     audiences: Names = env(
         "ALLOWED_AUDIENCES",
@@ -114,10 +111,7 @@ class HookSettings(EnvironmentSettings):
         "platform-operator,tenant-create",
     )
     max_token_bytes: Annotated[int, within(1024, 1048576)] = env(
-        "MAX_TOKEN_BYTES",
-        "16384",
-        "Largest token accepted (Keycloak tokens are ~5 KB).",
-        "16384",
+        "MAX_TOKEN_BYTES", "16384", "Largest token accepted (Keycloak tokens are ~5 KB).", "16384"
     )
     max_body_bytes: Annotated[int, within(4096, 67108864)] = env(
         "MAX_BODY_BYTES",
@@ -147,10 +141,7 @@ class HookSettings(EnvironmentSettings):
         "300",
     )
     jwks_ttl: Annotated[int, within(10, 86400)] = env(
-        "JWKS_TTL_SECONDS",
-        "600",
-        "How long fetched keys are fresh before a background refresh.",
-        "600",
+        "JWKS_TTL_SECONDS", "600", "How long fetched keys are fresh before a background refresh.", "600"
     )
     jwks_min_refetch: Annotated[int, within(0, 3600)] = env(
         "JWKS_MIN_REFETCH_SECONDS",
@@ -159,10 +150,7 @@ class HookSettings(EnvironmentSettings):
         "10",
     )
     jwks_retry: Annotated[int, within(0, 3600)] = env(
-        "JWKS_RETRY_SECONDS",
-        "2",
-        "After a failed fetch, least time before the realm is fetched again.",
-        "2",
+        "JWKS_RETRY_SECONDS", "2", "After a failed fetch, least time before the realm is fetched again.", "2"
     )
     jwks_max_stale: Annotated[int, within(0, 604800)] = env(
         "JWKS_MAX_STALE_SECONDS",
@@ -171,22 +159,13 @@ class HookSettings(EnvironmentSettings):
         "3600",
     )
     jwks_fetch_timeout: Annotated[int, within(1, 60)] = env(
-        "JWKS_FETCH_TIMEOUT_SECONDS",
-        "3",
-        "Total time allowed for one JWKS fetch.",
-        "3",
+        "JWKS_FETCH_TIMEOUT_SECONDS", "3", "Total time allowed for one JWKS fetch.", "3"
     )
     jwks_max_bytes: Annotated[int, within(1024, 16777216)] = env(
-        "JWKS_MAX_BYTES",
-        "262144",
-        "Largest JWKS document read.",
-        "262144",
+        "JWKS_MAX_BYTES", "262144", "Largest JWKS document read.", "262144"
     )
     jwks_negative_ttl: Annotated[int, within(0, 86400)] = env(
-        "JWKS_NEGATIVE_TTL_SECONDS",
-        "60",
-        "How long a realm Keycloak says does not exist is remembered as such.",
-        "60",
+        "JWKS_NEGATIVE_TTL_SECONDS", "60", "How long a realm Keycloak says does not exist is remembered as such.", "60"
     )
     jwks_max_realms: Annotated[int, within(1, 1000000)] = env(
         "JWKS_MAX_REALMS",
@@ -209,30 +188,10 @@ class HookSettings(EnvironmentSettings):
         ),
         "100",
     )
-    log_level: LogLevel = env(
-        "LOG_LEVEL",
-        "info",
-        "debug, info, warning or error.",
-        "info",
-    )
-    log_format: LogFormat = env(
-        "LOG_FORMAT",
-        "json",
-        "json (one object per line) or console.",
-        "json",
-    )
-    host: Text = env(
-        "HOST",
-        "127.0.0.1",
-        "Address `webhook serve` binds.",
-        "0.0.0.0",
-    )
-    port: Annotated[int, within(0, 65535)] = env(
-        "PORT",
-        "8080",
-        "Port `webhook serve` binds.",
-        "8080",
-    )
+    log_level: LogLevel = env("LOG_LEVEL", "info", "debug, info, warning or error.", "info")
+    log_format: LogFormat = env("LOG_FORMAT", "json", "json (one object per line) or console.", "json")
+    host: Text = env("HOST", "127.0.0.1", "Address `webhook serve` binds.", "0.0.0.0")
+    port: Annotated[int, within(0, 65535)] = env("PORT", "8080", "Port `webhook serve` binds.", "8080")
     dev_mode: bool = Field(default=False, description="Set by `webhook dev` only (never read from the environment).")
 
     @field_validator("keycloak_url")

@@ -137,10 +137,7 @@ class PlatformSettings(EnvironmentSettings):
         "true",
     )
     realm_cache_ttl: Annotated[float, seconds(0, 86400)] = env(
-        "REALM_CACHE_SECONDS",
-        "300",
-        "Strict realm registry: how long a registered realm is remembered.",
-        "300",
+        "REALM_CACHE_SECONDS", "300", "Strict realm registry: how long a registered realm is remembered.", "300"
     )
     realm_cache_negative_ttl: Annotated[float, seconds(0, 86400)] = env(
         "REALM_CACHE_NEGATIVE_SECONDS",

@@ -57,10 +57,7 @@ class StorageSettings(EnvironmentSettings):
         "10000",
     )
     audit_batch_size: Annotated[int, within(1, 100_000)] = env(
-        "AUDIT_BATCH_SIZE",
-        "500",
-        "Most distinct audit rows written in one transaction.",
-        "500",
+        "AUDIT_BATCH_SIZE", "500", "Most distinct audit rows written in one transaction.", "500"
     )
     audit_flush_interval: Annotated[float, seconds(0.001, 3600)] = env(
         "AUDIT_FLUSH_INTERVAL_SECONDS",
@@ -84,10 +81,7 @@ class StorageSettings(EnvironmentSettings):
         "30",
     )
     audit_prune_interval: Annotated[float, seconds(1, 31_536_000)] = env(
-        "AUDIT_PRUNE_INTERVAL_SECONDS",
-        "3600",
-        "Time between two periodic prunes of the audit table.",
-        "3600",
+        "AUDIT_PRUNE_INTERVAL_SECONDS", "3600", "Time between two periodic prunes of the audit table.", "3600"
     )
     audit_shutdown_deadline: Annotated[float, seconds(0, 3600)] = env(
         "AUDIT_SHUTDOWN_DEADLINE_SECONDS",
