@@ -44,6 +44,14 @@ def test_process_environment_is_a_source(monkeypatch: pytest.MonkeyPatch) -> Non
     )
 
 
+def test_from_environ_reads_only_its_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable exported in the process but absent from the mapping keeps its default."""
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("PORT", "9999")
+    s = Settings.from_environ({"KEYCLOAK_URL": KC})
+    assert (s.log_level, s.port) == ("info", 8080)
+
+
 def test_lists_are_comma_separated_never_json() -> None:
     """A JSON-looking list is split on commas like any value, not decoded."""
     s = Settings.from_environ({"KEYCLOAK_URL": KC, "ALLOWED_AUDIENCES": '["account","hasura"]'})

@@ -21,7 +21,7 @@ from pydantic_core import ErrorDetails
 
 from webhook.settings.hook import HookSettings
 from webhook.settings.platform import PlatformSettings
-from webhook.settings.source import MappingEnvSource
+from webhook.settings.source import reading
 from webhook.settings.storage import StorageSettings
 from webhook.settings.types import ConfigError
 
@@ -50,7 +50,8 @@ class Settings(PlatformSettings, StorageSettings, HookSettings):
         if not require_keycloak and not environ.get("KEYCLOAK_URL", "").strip():
             environ = {**environ, "KEYCLOAK_URL": DEV_KEYCLOAK_URL}
         try:
-            return cls.model_validate(MappingEnvSource(cls, environ)())
+            with reading(environ):
+                return cls()
         except ValidationError as exc:
             raise ConfigError("\n".join(_message(error) for error in exc.errors())) from None
 

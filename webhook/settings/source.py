@@ -4,14 +4,29 @@ Rules of this module:
 - Only the declared variables (each field's `validation_alias`) are read, names case-sensitive,
   values as text: lists are comma-separated, never JSON (the fields say `NoDecode`).
 - The mapping is given (the process environment, or a test's dict): nothing else is read, no `.env` file.
+  `reading(environ)` names it for the models built inside it; outside, it is `os.environ`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("settings_environ", default=None)
+
+
+@contextlib.contextmanager
+def reading(environ: Mapping[str, str]) -> Iterator[None]:
+    """Settings built inside this block read `environ`, and only it (not the process environment)."""
+    token = _ENVIRON.set(environ)
+    try:
+        yield
+    finally:
+        _ENVIRON.reset(token)
 
 
 class MappingEnvSource(EnvSettingsSource):
@@ -47,5 +62,6 @@ class EnvironmentSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments first, then the process environment; no dotenv or secrets directory."""
-        return init_settings, MappingEnvSource(settings_cls, os.environ)
+        """Keyword arguments first, then the environment (`reading`'s, else the process's); no dotenv or secrets."""
+        environ = _ENVIRON.get()
+        return init_settings, MappingEnvSource(settings_cls, os.environ if environ is None else environ)
