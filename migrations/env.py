@@ -51,7 +51,7 @@ def do_run_migrations(connection: Connection) -> None:
 def run_migrations_offline() -> None:
     """Emit SQL for DATABASE_URL's dialect instead of connecting (`alembic upgrade --sql`)."""
     context.configure(
-        url=_settings().database_url.reveal(),
+        url=_settings().database_url.get_secret_value(),
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -63,7 +63,7 @@ def run_migrations_offline() -> None:
 async def run_async_migrations() -> None:
     """Connect with the service's engine settings and run the migrations on that connection."""
     settings = _settings()
-    engine = make_engine(settings.database_url.reveal(), schema=settings.database_schema, poolclass=pool.NullPool)
+    engine = make_engine(settings.database_url.get_secret_value(), schema=settings.database_schema, poolclass=pool.NullPool)
     try:
         async with engine.begin() as connection:
             await ensure_schema(connection, settings.database_schema)
