@@ -63,7 +63,9 @@ def run_migrations_offline() -> None:
 async def run_async_migrations() -> None:
     """Connect with the service's engine settings and run the migrations on that connection."""
     settings = _settings()
-    engine = make_engine(settings.database_url.get_secret_value(), schema=settings.database_schema, poolclass=pool.NullPool)
+    engine = make_engine(
+        settings.database_url.get_secret_value(), schema=settings.database_schema, poolclass=pool.NullPool
+    )
     try:
         async with engine.begin() as connection:
             await ensure_schema(connection, settings.database_schema)
