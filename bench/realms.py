@@ -44,12 +44,13 @@ from typing import Any
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import httpx  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
 
 from webhook.app import Dependencies, build_runtime  # noqa: E402
-from webhook.config import Secret, Settings  # noqa: E402
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin  # noqa: E402
 from webhook.provisioning.reconciler import RealmReconciler  # noqa: E402
 from webhook.provisioning.templates import RealmKind, load_template, render  # noqa: E402
+from webhook.settings import Settings  # noqa: E402
 from webhook.testing.adminsetup import LIGHTWEIGHT, client_token, create_admin_client  # noqa: E402
 from webhook.testing.realkeycloak import RealKeycloak, start_keycloak  # noqa: E402
 
@@ -133,7 +134,7 @@ async def run(args: argparse.Namespace, server: RealKeycloak, out: Path) -> list
     create_admin_client(server, SERVICE_CLIENT, SERVICE_SECRET)
     rows: list[dict[str, Any]] = []
     async with httpx.AsyncClient(timeout=120) as client:
-        credentials = AdminCredentials(server.url, "master", SERVICE_CLIENT, Secret(SERVICE_SECRET), timeout=120)
+        credentials = AdminCredentials(server.url, "master", SERVICE_CLIENT, SecretStr(SERVICE_SECRET), timeout=120)
         admin = KeycloakAdmin(client, credentials)
         reconciler = RealmReconciler(admin)
         templates = {"tenant": load_template("tenant"), "event": load_template("event")}

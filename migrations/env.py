@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection
 import webhook.audit.store
 import webhook.db.models
 import webhook.revocation.store  # noqa: F401 - the three register every model on Base.metadata
-from webhook.config import Settings
 from webhook.db.engine import Base, UtcDateTime, ensure_schema, make_engine
+from webhook.settings import Settings
 
 config = context.config
 target_metadata = Base.metadata
@@ -53,7 +53,7 @@ def do_run_migrations(connection: Connection) -> None:
 def run_migrations_offline() -> None:
     """Emit SQL for DATABASE_URL's dialect instead of connecting (`alembic upgrade --sql`)."""
     context.configure(
-        url=_settings().database_url.reveal(),
+        url=_settings().database_url.get_secret_value(),
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -65,7 +65,9 @@ def run_migrations_offline() -> None:
 async def run_async_migrations() -> None:
     """Connect with the service's engine settings and run the migrations on that connection."""
     settings = _settings()
-    engine = make_engine(settings.database_url.reveal(), schema=settings.database_schema, poolclass=pool.NullPool)
+    engine = make_engine(
+        settings.database_url.get_secret_value(), schema=settings.database_schema, poolclass=pool.NullPool
+    )
     try:
         async with engine.begin() as connection:
             await ensure_schema(connection, settings.database_schema)

@@ -1,4 +1,4 @@
-"""Regenerate the README's configuration table from webhook.config.VARIABLES (tests check it is current)."""
+"""Regenerate the README's configuration table from webhook.settings.VARIABLES (tests check it is current)."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from webhook.config import VARIABLES
 from webhook.core.reasons import Reason
+from webhook.settings import VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

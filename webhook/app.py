@@ -46,7 +46,6 @@ from webhook.auth.jwksview import union_jwks
 from webhook.auth.realmregistry import DbRealmRegistry
 from webhook.auth.tokencache import VerifiedTokenCache
 from webhook.auth.verifier import Verifier
-from webhook.config import Settings
 from webhook.core.realms import RealmPolicy, RealmRegistry, tenant_realm_name
 from webhook.core.token import ClaimsPolicy
 from webhook.db.datastore import DataStore
@@ -64,6 +63,7 @@ from webhook.revocation.endpoint import PATH as BACKCHANNEL_PATH
 from webhook.revocation.endpoint import BackchannelLogout, LogoutServices
 from webhook.revocation.service import RevocationPolicy, RevocationService
 from webhook.revocation.userrevoker import UserRevoker
+from webhook.settings import Settings
 
 HOOK_PATH = "/hasura/auth"
 
@@ -359,7 +359,7 @@ def start_revocations(
                 max_lag=settings.revocation_max_lag,
                 fail_closed=settings.revocation_fail_closed,
             ),
-            database_url=settings.database_url.reveal(),
+            database_url=settings.database_url.get_secret_value(),
             schema=settings.database_schema,
             clock=deps.clock,
             wall_clock=deps.wall_clock,

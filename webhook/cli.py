@@ -36,7 +36,6 @@ from webhook.audit.store import Filters, TopBy, as_dict, list_rows, prune, top
 from webhook.auth.httpbounds import BoundedHttpToolsProtocol
 from webhook.auth.jwksfetch import JwksFetcher
 from webhook.auth.verifier import TokenRejected
-from webhook.config import VARIABLES, ConfigError, Settings
 from webhook.core.logouttoken import MAX_ID_CHARS
 from webhook.core.realms import REALM_NAME_RE, parse_realm_name
 from webhook.core.reasons import Reason, Rejected
@@ -53,6 +52,7 @@ from webhook.provisioning.templates import PortalUrls, load_template, render, re
 from webhook.revocation.active import Revocation
 from webhook.revocation.store import active as revocation_active
 from webhook.revocation.store import insert as revocation_insert
+from webhook.settings import VARIABLES, ConfigError, Settings
 
 T = TypeVar("T")
 
@@ -280,7 +280,7 @@ def db_current() -> None:
 
 async def _with_engine(settings: Settings, job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Run `job` with an engine for the settings' database; exit 1 naming the database on error."""
-    engine = make_engine(settings.database_url.reveal(), schema=settings.database_schema)
+    engine = make_engine(settings.database_url.get_secret_value(), schema=settings.database_schema)
     try:
         return await job(engine)
     except Exception as exc:

@@ -12,7 +12,6 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 import os
 import uuid
@@ -22,8 +21,8 @@ import click
 import orjson
 
 from webhook.app import create_app
-from webhook.config import ConfigError, Settings
 from webhook.observability.logs import configure, get_logger
+from webhook.settings import ConfigError, Settings
 from webhook.testing.keycloak import FakeKeycloak
 from webhook.testing.server import serve_asgi
 
@@ -70,7 +69,7 @@ async def run_dev(*, host: str, port: int, issuer_port: int, state_dir: str) -> 
             "KEYCLOAK_ISSUER_URL": issuer.url,
             "PREFETCH_REALMS": realm.name,
         }
-        settings = dataclasses.replace(Settings.from_environ(environ), dev_mode=True, host=host, port=port)
+        settings = Settings.from_environ(environ).model_copy(update={"dev_mode": True, "host": host, "port": port})
         configure(settings.log_level, settings.log_format)
         get_logger("dev").warning(
             "dev.mode",

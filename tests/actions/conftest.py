@@ -28,13 +28,13 @@ from webhook.actions.registry import ActionRegistry
 from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE as REJECTED
-from webhook.config import Settings
 from webhook.db.datastore import DataStore
 from webhook.db.engine import migrate
 from webhook.db.models import ElectionEvent, RealmProvisioningJob, Tenant
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
 from webhook.provisioning.worker import JobOutcome, ProvisioningWorker
+from webhook.settings import Settings
 from webhook.testing.hasura import ActionVerdict, HasuraStandIn, HasuraVerdict
 from webhook.testing.keycloak import FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.config import VARIABLES, ConfigError, Settings
+from webhook.settings import VARIABLES, ConfigError, Settings
 
 KC = "http://keycloak:8080"
 ADMIN = {"KEYCLOAK_ADMIN_CLIENT_ID": "election-webhook", "KEYCLOAK_ADMIN_CLIENT_SECRET": "kc-admin-secret"}
@@ -110,4 +110,4 @@ def test_secrets_are_masked() -> None:
     s = settings(ACTIONS_SECRET=SECRET, **ADMIN)
     shown = repr(s) + str(s.describe())
     assert SECRET not in shown and "kc-admin-secret" not in shown
-    assert s.actions_secret is not None and s.actions_secret.reveal() == SECRET
+    assert s.actions_secret is not None and s.actions_secret.get_secret_value() == SECRET

@@ -10,9 +10,9 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from tests.actions.conftest import TENANT, StackFactory
-from webhook.config import Settings
 from webhook.db.datastore import DataStore
 from webhook.db.engine import alembic_config, current_revision, migrate
+from webhook.settings import Settings
 
 pytestmark = pytest.mark.anyio
 NEW_TABLES = {"tenant", "election_event", "realm_provisioning_job"}

@@ -28,10 +28,10 @@ from tests.actions.conftest import (
 )
 from tests.revocation.conftest import wait_loaded
 from webhook.cli import main
-from webhook.config import Settings
 from webhook.db.datastore import DataStore
 from webhook.db.models import ApiKeyEvent
 from webhook.revocation.store import SessionRevocation
+from webhook.settings import Settings
 from webhook.testing.keycloak import FakeKeycloak
 
 pytestmark = pytest.mark.anyio

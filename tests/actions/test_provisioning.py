@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from tests.actions.conftest import ADMIN_CLIENT, TENANT, ActionStack, FakeClock, StackFactory, random_uuid
-from webhook.config import Secret, Settings
 from webhook.db.datastore import DataStore
 from webhook.db.engine import migrate
 from webhook.db.models import RealmProvisioningJob, Tenant
@@ -19,6 +19,7 @@ from webhook.provisioning.jobs import claim_due, new_job
 from webhook.provisioning.keycloakadmin import AdminCredentials, AdminPermanentError, KeycloakAdmin, KeycloakAdminError
 from webhook.provisioning.templates import PortalUrls, hasura_claims, load_template, render
 from webhook.provisioning.worker import ProvisioningWorker, WorkerPolicy
+from webhook.settings import Settings
 from webhook.testing.keycloak import FakeKeycloak
 
 pytestmark = pytest.mark.anyio
@@ -157,7 +158,7 @@ async def test_two_workers_never_provision_the_same_job(db_env: dict[str, str]) 
     await setup.dispose()
     async with FakeKeycloak.start() as keycloak, httpx.AsyncClient() as client:
         keycloak.configure_admin(*ADMIN_CLIENT)
-        credentials = AdminCredentials(keycloak.url, "master", ADMIN_CLIENT[0], Secret(ADMIN_CLIENT[1]))
+        credentials = AdminCredentials(keycloak.url, "master", ADMIN_CLIENT[0], SecretStr(ADMIN_CLIENT[1]))
         stores = [DataStore.from_settings(settings) for _ in range(2)]
         workers = [
             ProvisioningWorker(
@@ -281,7 +282,7 @@ async def test_conflict_on_create_reads_the_realm_instead() -> None:
         return httpx.Response(409, json={"errorMessage": "Conflict detected. See logs for details"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        admin = KeycloakAdmin(client, AdminCredentials("http://kc", "master", "id", Secret("s")))
+        admin = KeycloakAdmin(client, AdminCredentials("http://kc", "master", "id", SecretStr("s")))
         assert await admin.create_realm({"realm": "tenant-x"}) == "exists"
     assert seen == [("POST", "/realms/master/protocol/openid-connect/token"), ("POST", "/admin/realms")]
 
@@ -295,7 +296,7 @@ async def test_admin_errors_carry_no_secret_or_body() -> None:
         return httpx.Response(500, text="java.lang.NullPointerException at org.keycloak...")
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        admin = KeycloakAdmin(client, AdminCredentials("http://kc", "master", "id", Secret("client-secret")))
+        admin = KeycloakAdmin(client, AdminCredentials("http://kc", "master", "id", SecretStr("client-secret")))
         with pytest.raises(KeycloakAdminError) as info:
             await admin.get_realm("tenant-x")
     assert str(info.value) == "get realm (tenant-x): HTTP 500"
@@ -316,7 +317,7 @@ async def test_job_gauges_count_statuses_and_age_the_oldest_unfinished_job(stack
     await stack.wait(lambda outcomes: len(outcomes) == 1)
     # an observer of its own (the stack's worker loop also observes, with its own timing)
     metrics = Metrics()
-    credentials = AdminCredentials(stack.keycloak.url, "master", ADMIN_CLIENT[0], Secret(ADMIN_CLIENT[1]))
+    credentials = AdminCredentials(stack.keycloak.url, "master", ADMIN_CLIENT[0], SecretStr(ADMIN_CLIENT[1]))
     observer = ProvisioningWorker(
         stack.store,
         KeycloakAdmin(stack.client, credentials),

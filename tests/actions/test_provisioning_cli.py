@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from tests.actions.conftest import ADMIN_CLIENT, TENANT, prepare_database, random_uuid
 from webhook.cli import main
-from webhook.config import Settings
 from webhook.db.datastore import DataStore
 from webhook.db.models import ElectionEvent
 from webhook.provisioning.jobs import new_job
+from webhook.settings import Settings
 from webhook.testing.keycloak import FakeKeycloak
 
 

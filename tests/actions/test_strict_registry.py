@@ -13,12 +13,12 @@ from tests.actions.conftest import OTHER, SUPER, TENANT, ActionStack, StackFacto
 from webhook.app import Dependencies, create_app
 from webhook.audit.record import MemorySink
 from webhook.auth.realmregistry import DbRealmRegistry, MemoryRealmRegistry
-from webhook.config import Settings
 from webhook.core.realms import Realm, parse_realm_name
 from webhook.core.reasons import Reason, Rejected
 from webhook.db.datastore import DataStore
 from webhook.db.engine import make_engine
 from webhook.observability.decisionlog import DecisionLog
+from webhook.settings import Settings
 from webhook.testing.hasura import HasuraStandIn
 from webhook.testing.keycloak import FakeKeycloak
 from webhook.testing.server import serve_asgi

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webhook.app import WebhookApp
 from webhook.audit.store import TABLE
-from webhook.config import Settings
 from webhook.db.engine import make_engine
+from webhook.settings import Settings
 
 UNTRUSTED_ISSUER = "https://attacker.example/realms/evil"
 
@@ -29,7 +29,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
 
 def engine_for(env: Mapping[str, str]) -> AsyncEngine:
     settings = settings_from(env)
-    return make_engine(settings.database_url.reveal(), schema=settings.database_schema)
+    return make_engine(settings.database_url.get_secret_value(), schema=settings.database_schema)
 
 
 def _b64(data: bytes) -> str:

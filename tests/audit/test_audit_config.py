@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from webhook.audit.store import TABLE
 from webhook.cli import main
-from webhook.config import VARIABLES, ConfigError, Settings
+from webhook.settings import VARIABLES, ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 METADATA = ROOT / "hasura_metadata"
@@ -43,12 +43,12 @@ def test_variables_are_declared_with_help() -> None:
 def test_defaults() -> None:
     """By default the audit goes to a SQLite file under var/, migrated at start; PostgreSQL is migrated by hand."""
     default = settings()
-    assert default.database_url.reveal() == "sqlite+aiosqlite:///var/webhook.sqlite3"
+    assert default.database_url.get_secret_value() == "sqlite+aiosqlite:///var/webhook.sqlite3"
     assert default.database_auto_migrate is True
     assert default.database_schema is None
     assert (default.audit_queue_size, default.audit_batch_size, default.audit_retention_days) == (10000, 500, 90)
     postgres = settings(DATABASE_URL="postgres://u@db/x")
-    assert postgres.database_url.reveal() == "postgresql+asyncpg://u@db/x"
+    assert postgres.database_url.get_secret_value() == "postgresql+asyncpg://u@db/x"
     assert postgres.database_auto_migrate is False
     assert settings(DATABASE_URL="postgres://u@db/x", DATABASE_AUTO_MIGRATE="true").database_auto_migrate is True
     assert settings(DATABASE_AUTO_MIGRATE="off").database_auto_migrate is False
@@ -87,7 +87,7 @@ def test_database_password_is_masked() -> None:
     for text in shown:
         assert "hunter2-secret" not in text and "query-secret" not in text
     assert "webhook:***@db:5432/audit" in str(loaded.database_url)
-    assert "hunter2-secret" in loaded.database_url.reveal()
+    assert "hunter2-secret" in loaded.database_url.get_secret_value()
     result = CliRunner().invoke(main, ["check-config"], env={"KEYCLOAK_URL": "http://127.0.0.1:1", "DATABASE_URL": url})
     assert result.exit_code == 0, result.output
     assert "hunter2-secret" not in result.output and "webhook:***@db" in result.output

@@ -18,10 +18,10 @@ import pytest
 
 from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.audit.record import MemorySink
-from webhook.config import Settings
 from webhook.core.reasons import Reason
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
+from webhook.settings import Settings
 from webhook.testing.hasura import HasuraStandIn
 from webhook.testing.keycloak import AttackerHost, FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi

@@ -23,8 +23,8 @@ from starlette.routing import Route
 
 from tests.security.support import AdversarialStack, InThread, adversarial_stack, bearer, in_thread
 from webhook.app import create_app
-from webhook.config import Settings
 from webhook.observability.openapi import openapi_document
+from webhook.settings import Settings
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "webhook" / "observability" / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())

@@ -1,6 +1,6 @@
 """docker-compose.yml and .env.example: schema, the environment contract with the service, wiring.
 
-The environment contract (S = names in webhook.config.VARIABLES, W = keys of the `webhook`
+The environment contract (S = names in webhook.settings.VARIABLES, W = keys of the `webhook`
 service's `environment`, E = .env.example):
 
 1. W == S. The compose file sets every variable the service reads, and nothing else: a typo or a
@@ -39,7 +39,7 @@ from tests.deploy.support import (
     strings,
 )
 from webhook.app import HOOK_PATH
-from webhook.config import VARIABLES, Settings
+from webhook.settings import VARIABLES, Settings
 from webhook.testing.realkeycloak import KEYCLOAK_VERSION
 
 #: Service variables whose compose value the stack decides (rule 2 does not apply), and why.
@@ -105,7 +105,7 @@ def test_services_and_no_version_key() -> None:
 
 
 def test_webhook_environment_is_exactly_the_service_variables() -> None:
-    """Rule 1: the webhook service gets every variable webhook.config.VARIABLES declares, and no other."""
+    """Rule 1: the webhook service gets every variable webhook.settings.VARIABLES declares, and no other."""
     declared = _service_variables()
     passed = environment("webhook")
     missing = [name for name in declared if name not in passed]
@@ -152,7 +152,7 @@ def test_resolved_webhook_environment_is_a_valid_configuration() -> None:
     assert settings.keycloak_url == "http://keycloak:8080"
     assert settings.issuer_urls == (env_example()["KEYCLOAK_PUBLIC_URL"],)
     assert settings.prefetch_realms == (demo_realm_path().stem,)
-    url = urlsplit(settings.database_url.reveal())
+    url = urlsplit(settings.database_url.get_secret_value())
     assert (url.scheme, url.hostname, url.port, url.path) == ("postgresql+asyncpg", "postgres", 5432, "/election")
     assert settings.database_schema is None
     assert settings.database_auto_migrate is False

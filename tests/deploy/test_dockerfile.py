@@ -22,7 +22,7 @@ from tests.deploy.support import (
     parse_dockerfile,
     resolved_environment,
 )
-from webhook.config import VARIABLES
+from webhook.settings import VARIABLES
 
 BUILD_TOOLS: Final = re.compile(r"\b(build-essential|gcc|g\+\+|clang|make|cmake|cargo|rustc|libc6-dev|python3-dev)\b")
 

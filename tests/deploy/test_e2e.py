@@ -28,10 +28,10 @@ from tests.deploy.support import (
     resolved_environment,
 )
 from webhook.app import Dependencies, WebhookApp, create_app
-from webhook.config import Settings
 from webhook.core.session import CLAIM_ALLOWED_ROLES, CLAIM_DEFAULT_ROLE, CLAIM_USER
 from webhook.db.engine import make_engine, migrate
 from webhook.observability.decisionlog import DecisionLog
+from webhook.settings import Settings
 from webhook.testing.hasura import HasuraStandIn
 from webhook.testing.keycloak import DROP, FakeKeycloak
 from webhook.testing.server import serve_asgi

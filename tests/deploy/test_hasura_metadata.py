@@ -33,8 +33,8 @@ from tests.dbsupport import admin, postgres_url
 from tests.deploy.support import METADATA_DIR, environment, load_metadata, resolved_environment, strings
 from webhook.actions.registry import default_registry
 from webhook.app import create_app
-from webhook.config import Settings
 from webhook.db.engine import make_engine, migrate
+from webhook.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

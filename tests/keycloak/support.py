@@ -29,10 +29,10 @@ import httpx
 
 from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.audit.record import MemorySink
-from webhook.config import Settings
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
 from webhook.provisioning.templates import PortalUrls, RealmKind, load_template, problems, render
+from webhook.settings import Settings
 from webhook.testing.hasura import HasuraStandIn, HasuraVerdict
 from webhook.testing.realkeycloak import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET
 from webhook.testing.server import serve_asgi

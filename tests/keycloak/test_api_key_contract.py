@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from webhook.config import Secret
 from webhook.provisioning.apikeyclient import ApiKeySpec, client_representation, is_api_key, key_info
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin, KeycloakAdminError
 from webhook.testing.keycloak import FakeKeycloak
@@ -51,7 +51,7 @@ class Server:
 
 
 def _credentials(url: str) -> AdminCredentials:
-    return AdminCredentials(url, "master", ADMIN_CLIENT_ID, Secret(ADMIN_CLIENT_SECRET))
+    return AdminCredentials(url, "master", ADMIN_CLIENT_ID, SecretStr(ADMIN_CLIENT_SECRET))
 
 
 @pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.keycloak)], ids=lambda p: f"keycloak={p}")

@@ -39,12 +39,12 @@ from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE as REJECTED
 from webhook.cli import main
-from webhook.config import Settings
 from webhook.db.datastore import DataStore
 from webhook.db.models import ApiKeyEvent
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
 from webhook.provisioning.templates import load_template, render
+from webhook.settings import Settings
 from webhook.testing.hasura import ActionVerdict, HasuraStandIn, HasuraVerdict
 from webhook.testing.realkeycloak import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, RealKeycloak
 from webhook.testing.server import serve_asgi

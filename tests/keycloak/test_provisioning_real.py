@@ -12,12 +12,12 @@ import httpx
 import orjson
 import pytest
 from click.testing import CliRunner
+from pydantic import SecretStr
 
 from webhook.app import Dependencies, build_runtime
 from webhook.auth.jwkspublish import PublishedRealms
 from webhook.auth.jwksview import union_jwks
 from webhook.cli import main
-from webhook.config import Secret, Settings
 from webhook.db.datastore import DataStore
 from webhook.db.engine import migrate
 from webhook.db.models import ElectionEvent, Tenant
@@ -26,6 +26,7 @@ from webhook.provisioning.jobs import job_for_realm, new_job
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin
 from webhook.provisioning.templates import PortalUrls, hasura_claims
 from webhook.provisioning.worker import ProvisioningWorker, WorkerPolicy
+from webhook.settings import Settings
 from webhook.testing.adminsetup import client_token, create_admin_client
 from webhook.testing.fakeadmin import GRANT_BYTES
 from webhook.testing.realkeycloak import RealKeycloak
@@ -215,7 +216,7 @@ def test_lightweight_admin_token_stays_flat_and_the_fake_grows_like_a_full_one(r
 
     async def create(client: tuple[str, str], count: int) -> None:
         async with httpx.AsyncClient() as http:
-            admin = KeycloakAdmin(http, AdminCredentials(real_keycloak.url, "master", client[0], Secret(client[1])))
+            admin = KeycloakAdmin(http, AdminCredentials(real_keycloak.url, "master", client[0], SecretStr(client[1])))
             for _ in range(count):
                 assert await admin.create_realm({"realm": f"scratch-{uuid.uuid4().hex}", "enabled": True}) == "created"
 

@@ -18,9 +18,9 @@ import httpx
 
 from tests.security.support import OffsetClock, bearer, sqlite_url
 from webhook.app import Dependencies, WebhookApp, create_app
-from webhook.config import Settings
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
+from webhook.settings import Settings
 from webhook.testing.keycloak import FakeKeycloak, FakeRealm, attacker_key
 from webhook.testing.server import serve_asgi
 

@@ -19,11 +19,11 @@ import pytest
 from tests.dbsupport import own_schema, postgres_url
 from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.audit.record import MemorySink
-from webhook.config import Settings
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
 from webhook.revocation.endpoint import PATH
 from webhook.revocation.service import RevocationService
+from webhook.settings import Settings
 from webhook.testing.keycloak import FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi
 

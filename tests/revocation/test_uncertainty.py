@@ -17,7 +17,6 @@ from tests.revocation.conftest import TENANT, wait_loaded
 from tests.revocation.throwaway_pg import throwaway_cluster
 from webhook.app import Dependencies, create_app
 from webhook.audit.record import MemorySink
-from webhook.config import Settings
 from webhook.core.realms import RealmPolicy
 from webhook.core.session import Identity
 from webhook.db.datastore import DataStore
@@ -26,6 +25,7 @@ from webhook.observability.decisionlog import DecisionLog
 from webhook.revocation.active import Revocation
 from webhook.revocation.service import RevocationPolicy, RevocationService
 from webhook.revocation.store import insert
+from webhook.settings import Settings
 from webhook.testing.keycloak import FakeKeycloak
 from webhook.testing.serveproc import free_port
 from webhook.testing.server import serve_asgi

@@ -28,10 +28,10 @@ from webhook.app import Dependencies, WebhookApp, create_app
 from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE
 from webhook.auth.httpbounds import BoundedHttpToolsProtocol
-from webhook.config import Settings
 from webhook.db.engine import make_engine
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
+from webhook.settings import Settings
 from webhook.testing.hasura import HasuraStandIn, HasuraVerdict
 from webhook.testing.keycloak import AttackerHost, Behaviour, FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi
@@ -271,7 +271,7 @@ async def adversarial_stack(
         log = decision_log or DecisionLog(cast(BinaryIO, NullStream()))
         deps = Dependencies(audit=None, metrics=metrics, decision_log=log, clock=clock)
         app = create_app(settings, deps)
-        engine = make_engine(settings.database_url.reveal())
+        engine = make_engine(settings.database_url.get_secret_value())
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if in_process:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from webhook.config import Secret
 from webhook.provisioning.keycloakadmin import AdminCredentials, AdminDenied, AdminHeaderTooLarge, KeycloakAdmin
 from webhook.provisioning.reconciler import RealmReconciler
 from webhook.provisioning.templates import load_template, render
@@ -18,7 +18,7 @@ TENANT = "5a0c7a4e-9b1d-4c2e-8f3a-6b7c8d9e0f1a"
 
 
 def admin(keycloak: FakeKeycloak, http: httpx.AsyncClient) -> KeycloakAdmin:
-    return KeycloakAdmin(http, AdminCredentials(keycloak.url, "master", CLIENT[0], Secret(CLIENT[1])))
+    return KeycloakAdmin(http, AdminCredentials(keycloak.url, "master", CLIENT[0], SecretStr(CLIENT[1])))
 
 
 def tenant(tenant_id: str = TENANT) -> dict[str, object]:

@@ -20,12 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from pydantic import SecretStr
 from starlette.datastructures import Headers
 
 from webhook.actions.errors import ActionError, Code
 from webhook.audit.record import AuditSink, RejectionRecord, token_digest
 from webhook.auth.verifier import TokenRejected, Verifier
-from webhook.config import Secret
 from webhook.core.hookrequest import MAX_FORWARDED_CHARS, HookRequest, bearer_token
 from webhook.core.reasons import Reason, Rejected
 from webhook.core.session import CLAIM_EVENT, CLAIM_TENANT, CLAIM_USER, Identity
@@ -71,12 +71,12 @@ class ActionAuth:
     def __init__(
         self,
         *,
-        secret: Secret | None,
+        secret: SecretStr | None,
         verifier: Verifier,
         audit: AuditSink,
         wall_clock: Callable[[], float],
     ) -> None:
-        self._secret = secret.reveal().encode("utf-8") if secret is not None else None
+        self._secret = secret.get_secret_value().encode("utf-8") if secret is not None else None
         self._verifier = verifier
         self._audit = audit
         self._wall_clock = wall_clock

@@ -2,5 +2,5 @@
 that survives a crash, the writer thread and the store on SQLite or PostgreSQL.
 
 Owns: everything between "this request was rejected" and a row operators can query. May import:
-`core`, `config`, `observability`, `db`. Never `auth` or anything above it.
+`core`, `settings`, `observability`, `db`. Never `auth` or anything above it.
 """

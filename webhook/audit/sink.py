@@ -26,9 +26,9 @@ from webhook.audit.fold import Aggregate, PendingFolds, PendingKey
 from webhook.audit.journal import Journal
 from webhook.audit.record import AuditSink, RejectionRecord
 from webhook.audit.writer import AuditWriter, WriterPolicy
-from webhook.config import Settings
 from webhook.db.engine import make_engine
 from webhook.observability.metrics import AUDIT_DROP_CAUSES, Metrics, RealmLabels
+from webhook.settings import Settings
 
 AuditStatus = Literal["ok", "degraded"]
 THREAD_JOIN_MARGIN_SECONDS: Final = 10.0
@@ -347,7 +347,7 @@ class CountingSink:
 
 def engine_factory(settings: Settings) -> Callable[[], AsyncEngine]:
     """Makes the writer's own engine (called in its thread: an engine belongs to one event loop)."""
-    url, schema = settings.database_url.reveal(), settings.database_schema
+    url, schema = settings.database_url.get_secret_value(), settings.database_schema
     return lambda: make_engine(url, schema=schema)
 
 

@@ -31,9 +31,9 @@ from webhook.audit.fold import Aggregate, BucketLedger, FoldPolicy, PendingKey, 
 from webhook.audit.journal import Journal
 from webhook.audit.schema import MIGRATABLE, SchemaVerdict, inspect_schema
 from webhook.audit.store import prune, upsert
-from webhook.config import Settings
 from webhook.db.engine import migrate
 from webhook.observability.metrics import AUDIT_DROP_CAUSES, Metrics
+from webhook.settings import Settings
 
 DropCause = Literal["queue_full", "journal_full", "refused", "shutdown"]
 RETRY_INITIAL_SECONDS: Final = 0.05

@@ -21,8 +21,8 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from webhook.config import Settings
 from webhook.db.engine import make_engine, make_sessionmaker, migrate
+from webhook.settings import Settings
 
 RETRY_INITIAL_SECONDS: Final = 0.05
 
@@ -44,7 +44,7 @@ class DataStore:
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> DataStore:
         """A store on DATABASE_URL / DATABASE_SCHEMA; ready at once unless DATABASE_AUTO_MIGRATE."""
-        engine = make_engine(settings.database_url.reveal(), schema=settings.database_schema, **options)
+        engine = make_engine(settings.database_url.get_secret_value(), schema=settings.database_schema, **options)
         return cls(engine, schema=settings.database_schema, ready=not settings.database_auto_migrate)
 
     @property

@@ -36,8 +36,7 @@ import httpx
 from keycloak import KeycloakAdmin as _LibraryAdmin
 from keycloak import KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakConnectionError, KeycloakError
-
-from webhook.config import Secret
+from pydantic import SecretStr
 
 T = TypeVar("T")
 
@@ -91,7 +90,7 @@ class AdminCredentials:
     keycloak_url: str
     realm: str
     client_id: str
-    client_secret: Secret
+    client_secret: SecretStr
     timeout: float = 30.0
 
 
@@ -140,7 +139,7 @@ class KeycloakAdmin:
             realm_name=credentials.realm,
             user_realm_name=credentials.realm,
             client_id=credentials.client_id,
-            client_secret_key=credentials.client_secret.reveal(),
+            client_secret_key=credentials.client_secret.get_secret_value(),
             timeout=int(max(1, credentials.timeout)),
             max_retries=0,
         )

@@ -2,6 +2,6 @@
 store with NOTIFY fan-out, the service that keeps every replica in step, and the back-channel logout
 endpoint Keycloak calls.
 
-Owns: "this session ended". May import: `core`, `config`, `observability`, `db`, `audit`, `auth`
+Owns: "this session ended". May import: `core`, `settings`, `observability`, `db`, `audit`, `auth`
 (the logout token is verified by the access-token verifier). Never `provisioning` or `actions`.
 """
