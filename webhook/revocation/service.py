@@ -8,7 +8,8 @@ Rules of this module:
   If the database cannot be written, the revocation is still held here and the caller answers 503
   (Keycloak logs the failure); it is not retried.
 - Staying in sync (`run()`, one task): on PostgreSQL a dedicated asyncpg connection LISTENs on
-  `revocationstore.CHANNEL`, then reads every active row (anything committed before the LISTEN),
+  its schema's channel (`revocation.store.CHANNEL_SQL`), then reads every active row (anything
+  committed before the LISTEN),
   then applies each notification as it arrives; a 1-per-`heartbeat` `SELECT 1` on that connection
   proves the link. Any failure closes it and reconnects with capped backoff, and every reconnect
   reads every active row again. On SQLite (one process) it polls rows by id instead.
@@ -37,7 +38,7 @@ from webhook.core.realms import Realm
 from webhook.core.session import Identity
 from webhook.db.datastore import DataStore
 from webhook.revocation.active import NO_CUTOFF, Revocation, RevocationSet
-from webhook.revocation.store import CHANNEL, active, from_payload, insert, prune, since, to_revocation
+from webhook.revocation.store import CHANNEL_SQL, active, from_payload, insert, prune, since, to_revocation
 
 RECEIVED_RESULTS: Final = ("taken", "rejected", "replayed", "unavailable")
 ReceivedResult = Literal["taken", "rejected", "replayed", "unavailable"]
@@ -287,7 +288,8 @@ class RevocationService:
         settings = {"search_path": self._schema} if self._schema else None
         connection = await asyncpg.connect(self._dsn, timeout=self.policy.max_lag, server_settings=settings)
         try:
-            await connection.add_listener(CHANNEL, self._notified)
+            channel = await connection.fetchval(f"SELECT {CHANNEL_SQL}")
+            await connection.add_listener(channel, self._notified)
             await self._full_read()
             heartbeat = self.policy.heartbeat
             while True:

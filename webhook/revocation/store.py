@@ -7,7 +7,7 @@ Rules of this module:
 - A back-channel logout row carries the logout token's `jti`: the unique (`realm`, `jti`) makes a
   replayed logout token fail to insert on every replica and after restarts (`ON CONFLICT DO
   NOTHING`, nothing returned). Operator rows (`webhook sessions revoke`) have no `jti`.
-- On PostgreSQL the insert and `pg_notify(CHANNEL, payload)` are one transaction: listeners get the
+- On PostgreSQL the insert and `pg_notify(<the schema's channel>, payload)` are one transaction: listeners get the
   notification only when the row is committed, so a catch-up read never misses a notified row.
 - Never the token: the table holds claims Keycloak signed (realm, sid, sub, jti) and times.
 """
@@ -27,7 +27,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from webhook.db.engine import Base, UtcDateTime
 from webhook.revocation.active import Revocation
 
-CHANNEL: Final = "webhook_revocation"
+CHANNEL_PREFIX: Final = "webhook_revocation_"
+#: The NOTIFY channel of the schema a connection works in. LISTEN/NOTIFY channels are database-wide,
+#: so deployments (or test runs) sharing one database in different schemas get a channel each:
+#: computed by PostgreSQL from the connection's own `current_schema()`, for notifier and listener alike.
+CHANNEL_SQL: Final = "'" + CHANNEL_PREFIX + "' || left(encode(sha256(convert_to(current_schema(), 'UTF8')), 'hex'), 32)"
 SOURCES: Final = ("backchannel", "operator")
 
 
@@ -121,7 +125,8 @@ async def insert(session: AsyncSession, revocation: Revocation, *, source: str, 
         return False
     if dialect == "postgresql":
         await session.execute(
-            text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload(revocation)}
+            text(f"SELECT pg_notify({CHANNEL_SQL}, :payload)"),
+            {"payload": payload(revocation)},
         )
     return True
 
@@ -146,4 +151,15 @@ async def prune(session: AsyncSession, now: float) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-__all__ = ["CHANNEL", "SOURCES", "SessionRevocation", "active", "from_payload", "insert", "payload", "prune", "since"]
+__all__ = [
+    "CHANNEL_PREFIX",
+    "CHANNEL_SQL",
+    "SOURCES",
+    "SessionRevocation",
+    "active",
+    "from_payload",
+    "insert",
+    "payload",
+    "prune",
+    "since",
+]
