@@ -46,13 +46,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import httpx  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from webhook.app import Dependencies, build_runtime  # noqa: E402
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin  # noqa: E402
 from webhook.provisioning.reconciler import RealmReconciler  # noqa: E402
 from webhook.provisioning.templates import RealmKind, load_template, render  # noqa: E402
 from webhook.settings import Settings  # noqa: E402
 from webhook.testing.adminsetup import LIGHTWEIGHT, client_token, create_admin_client  # noqa: E402
 from webhook.testing.realkeycloak import RealKeycloak, start_keycloak  # noqa: E402
+from webhook.wiring import Dependencies, build_runtime  # noqa: E402
 
 SERVICE_CLIENT = "election-webhook-provisioner"
 SERVICE_SECRET = "bench-provisioner-secret"

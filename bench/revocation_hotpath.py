@@ -17,13 +17,13 @@ import uuid
 
 import httpx
 
-from webhook.app import Dependencies, build_runtime
 from webhook.db.datastore import DataStore
 from webhook.db.engine import make_engine
 from webhook.revocation.active import Revocation
 from webhook.revocation.service import RevocationPolicy, RevocationService
 from webhook.settings import Settings
 from webhook.testing.keycloak import FakeKeycloak
+from webhook.wiring import Dependencies, build_runtime
 
 
 async def measure(revocations: int, calls: int, rounds: int) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from webhook import __version__
 from webhook.actions.apikey import parse_expiry, parse_roles
-from webhook.app import Dependencies, api_key_policy, build_runtime, create_app, http_client, provisioning_worker
+from webhook.app import create_app
 from webhook.audit.fill import fill
 from webhook.audit.schema import inspect_schema
 from webhook.audit.store import Filters, TopBy, as_dict, list_rows, prune, top
@@ -53,6 +53,7 @@ from webhook.revocation.active import Revocation
 from webhook.revocation.store import active as revocation_active
 from webhook.revocation.store import insert as revocation_insert
 from webhook.settings import VARIABLES, ConfigError, Settings
+from webhook.wiring import Dependencies, api_key_policy, build_runtime, http_client, provisioning_worker
 
 T = TypeVar("T")
 

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from tests.dbsupport import own_schema, postgres_url
 from webhook.actions.registry import ActionRegistry
-from webhook.app import Dependencies, WebhookApp, create_app
+from webhook.app import WebhookApp, create_app
 from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE as REJECTED
 from webhook.db.datastore import DataStore
@@ -38,6 +38,7 @@ from webhook.settings import Settings
 from webhook.testing.hasura import ActionVerdict, HasuraStandIn, HasuraVerdict
 from webhook.testing.keycloak import FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi
+from webhook.wiring import Dependencies
 
 #: The super-admin tenant of the platform's dev setup (and of seed 001's mutation).
 SUPER: Final = "90505c8a-23a9-4cdf-a26b-4e19f6a097d5"

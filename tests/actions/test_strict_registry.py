@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.actions.conftest import OTHER, SUPER, TENANT, ActionStack, StackFactory, random_uuid
-from webhook.app import Dependencies, create_app
+from webhook.app import create_app
 from webhook.audit.record import MemorySink
 from webhook.auth.realmregistry import DbRealmRegistry, MemoryRealmRegistry
 from webhook.core.realms import Realm, parse_realm_name
@@ -22,6 +22,7 @@ from webhook.settings import Settings
 from webhook.testing.hasura import HasuraStandIn
 from webhook.testing.keycloak import FakeKeycloak
 from webhook.testing.server import serve_asgi
+from webhook.wiring import Dependencies
 
 pytestmark = pytest.mark.anyio
 

@@ -29,7 +29,7 @@ from sqlalchemy import func, select, text
 
 from tests.audit.support import bad_token, running, settings_from
 from tests.pgcluster import Cluster, throwaway_cluster
-from webhook.app import HOOK_PATH, Dependencies, create_app
+from webhook.app import HOOK_PATH, create_app
 from webhook.audit.record import RejectionRecord, token_digest
 from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE
@@ -38,6 +38,7 @@ from webhook.core.token import TokenFacts
 from webhook.db.engine import make_engine
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
+from webhook.wiring import Dependencies
 
 pytestmark = pytest.mark.anyio
 TICK = 0.05  # seconds between two waves of the paced load

@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.audit.support import bad_token, engine_for, running, sample, settings_from, table_totals
-from webhook.app import HOOK_PATH, Dependencies, create_app
+from webhook.app import HOOK_PATH, create_app
 from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
+from webhook.wiring import Dependencies
 
 pytestmark = pytest.mark.anyio
 QUERY = {"query": "query { __typename }"}

@@ -12,12 +12,13 @@ import pytest
 from sqlalchemy import select
 
 from tests.audit.support import bad_token, engine_for, running, settings_from
-from webhook.app import Dependencies, create_app
+from webhook.app import create_app
 from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE
 from webhook.core.safetext import REPLACEMENT, safe_text
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
+from webhook.wiring import Dependencies
 
 pytestmark = pytest.mark.anyio
 

@@ -15,13 +15,14 @@ from sqlalchemy import select
 from structlog.testing import capture_logs
 
 from tests.audit.support import bad_token, engine_for, running, settings_from
-from webhook.app import Dependencies, create_app
+from webhook.app import create_app
 from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE
 from webhook.cli import main
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
 from webhook.testing.hasura import HasuraStandIn
+from webhook.wiring import Dependencies
 
 TENANT = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"
 WINDOW = 20

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from webhook.app import Dependencies, WebhookApp, create_app
+from webhook.app import WebhookApp, create_app
 from webhook.audit.record import MemorySink
 from webhook.core.reasons import Reason
 from webhook.observability.decisionlog import DecisionLog
@@ -25,6 +25,7 @@ from webhook.settings import Settings
 from webhook.testing.hasura import HasuraStandIn
 from webhook.testing.keycloak import AttackerHost, FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi
+from webhook.wiring import Dependencies
 
 TENANT = "9a1c2d3e-4f50-4a6b-8c7d-0e1f2a3b4c5d"
 OTHER_TENANT = "1b2c3d4e-5f60-4b7c-9d8e-0f1a2b3c4d5e"

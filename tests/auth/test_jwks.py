@@ -376,8 +376,8 @@ async def test_timeout_is_a_failure(make_cache: CacheFactory, keycloak: FakeKeyc
 
 def test_policy_defaults_match_documented_settings() -> None:
     """CachePolicy defaults equal the documented defaults of the JWKS_* variables."""
-    from webhook.app import cache_policy
     from webhook.settings import Settings
+    from webhook.wiring import cache_policy
 
     assert CachePolicy() == cache_policy(Settings.from_environ({"KEYCLOAK_URL": BASE}))
 

@@ -27,7 +27,7 @@ from tests.deploy.support import (
     load_metadata,
     resolved_environment,
 )
-from webhook.app import Dependencies, WebhookApp, create_app
+from webhook.app import WebhookApp, create_app
 from webhook.core.session import CLAIM_ALLOWED_ROLES, CLAIM_DEFAULT_ROLE, CLAIM_USER
 from webhook.db.engine import make_engine, migrate
 from webhook.observability.decisionlog import DecisionLog
@@ -35,6 +35,7 @@ from webhook.settings import Settings
 from webhook.testing.hasura import HasuraStandIn
 from webhook.testing.keycloak import DROP, FakeKeycloak
 from webhook.testing.server import serve_asgi
+from webhook.wiring import Dependencies
 
 pytestmark = pytest.mark.anyio
 

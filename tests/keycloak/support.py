@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import httpx
 
-from webhook.app import Dependencies, WebhookApp, create_app
+from webhook.app import WebhookApp, create_app
 from webhook.audit.record import MemorySink
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
@@ -36,6 +36,7 @@ from webhook.settings import Settings
 from webhook.testing.hasura import HasuraStandIn, HasuraVerdict
 from webhook.testing.realkeycloak import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET
 from webhook.testing.server import serve_asgi
+from webhook.wiring import Dependencies
 
 KEY_PROVIDER = "org.keycloak.keys.KeyProvider"
 Mode = Literal["GET", "POST"]

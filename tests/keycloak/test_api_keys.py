@@ -35,7 +35,7 @@ from starlette.routing import Route
 from tests.actions.conftest import prepare_database
 from tests.deploy.support import README
 from tests.revocation.conftest import wait_loaded
-from webhook.app import Dependencies, WebhookApp, create_app
+from webhook.app import WebhookApp, create_app
 from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE as REJECTED
 from webhook.cli import main
@@ -48,6 +48,7 @@ from webhook.settings import Settings
 from webhook.testing.hasura import ActionVerdict, HasuraStandIn, HasuraVerdict
 from webhook.testing.realkeycloak import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, RealKeycloak
 from webhook.testing.server import serve_asgi
+from webhook.wiring import Dependencies
 
 pytestmark = [pytest.mark.keycloak, pytest.mark.anyio]
 SECRET: Final = "actions-secret-for-api-key-tests-0123"

@@ -14,7 +14,6 @@ import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
 
-from webhook.app import Dependencies, build_runtime
 from webhook.auth.jwkspublish import PublishedRealms
 from webhook.auth.jwksview import union_jwks
 from webhook.cli import main
@@ -30,6 +29,7 @@ from webhook.settings import Settings
 from webhook.testing.adminsetup import client_token, create_admin_client
 from webhook.testing.fakeadmin import GRANT_BYTES
 from webhook.testing.realkeycloak import RealKeycloak
+from webhook.wiring import Dependencies, build_runtime
 
 pytestmark = pytest.mark.keycloak
 

@@ -17,12 +17,13 @@ from pathlib import Path
 import httpx
 
 from tests.security.support import OffsetClock, bearer, sqlite_url
-from webhook.app import Dependencies, WebhookApp, create_app
+from webhook.app import WebhookApp, create_app
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
 from webhook.settings import Settings
 from webhook.testing.keycloak import FakeKeycloak, FakeRealm, attacker_key
 from webhook.testing.server import serve_asgi
+from webhook.wiring import Dependencies
 
 GOOD_TENANT = "3c0b7a55-1f7e-4d2a-9b41-6f0c2e8d9a17"
 FAILING_TENANT = "b8e2d0c4-6a1f-4c3e-8d5b-2a9f7e1c0b36"

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.dbsupport import own_schema, postgres_url
-from webhook.app import Dependencies, WebhookApp, create_app
+from webhook.app import WebhookApp, create_app
 from webhook.audit.record import MemorySink
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
@@ -26,6 +26,7 @@ from webhook.revocation.service import RevocationService
 from webhook.settings import Settings
 from webhook.testing.keycloak import FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi
+from webhook.wiring import Dependencies
 
 TENANT = "3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 OTHER_TENANT = "4d2e3f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a"

@@ -15,7 +15,7 @@ import pytest
 from tests.dbsupport import own_schema, postgres_url
 from tests.revocation.conftest import TENANT, wait_loaded
 from tests.revocation.throwaway_pg import throwaway_cluster
-from webhook.app import Dependencies, create_app
+from webhook.app import create_app
 from webhook.audit.record import MemorySink
 from webhook.core.realms import RealmPolicy
 from webhook.core.session import Identity
@@ -29,6 +29,7 @@ from webhook.settings import Settings
 from webhook.testing.keycloak import FakeKeycloak
 from webhook.testing.serveproc import free_port
 from webhook.testing.server import serve_asgi
+from webhook.wiring import Dependencies
 
 pytestmark = pytest.mark.anyio
 REALM = f"tenant-{TENANT}"

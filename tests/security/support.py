@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.jwsoracle import Oracle
-from webhook.app import Dependencies, WebhookApp, create_app
+from webhook.app import WebhookApp, create_app
 from webhook.audit.sink import DbAuditSink
 from webhook.audit.store import TABLE
 from webhook.auth.httpbounds import BoundedHttpToolsProtocol
@@ -35,6 +35,7 @@ from webhook.settings import Settings
 from webhook.testing.hasura import HasuraStandIn, HasuraVerdict
 from webhook.testing.keycloak import AttackerHost, Behaviour, FakeKeycloak, FakeRealm
 from webhook.testing.server import serve_asgi
+from webhook.wiring import Dependencies
 
 TENANT = "5d1a7c3e-2b4f-4e6a-9c8d-1f2e3a4b5c6d"
 OTHER_TENANT = "8e7d6c5b-4a39-4281-9f0e-d1c2b3a4f5e6"

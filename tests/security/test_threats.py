@@ -37,12 +37,13 @@ from tests.security.forge import (
     with_signature,
 )
 from tests.security.support import OTHER_TENANT, TENANT, AdversarialStack, adversarial_stack, b64url, bearer
-from webhook.app import Dependencies, create_app
+from webhook.app import create_app
 from webhook.audit.record import MemorySink
 from webhook.observability.decisionlog import DecisionLog
 from webhook.settings import Settings
 from webhook.testing.keycloak import DROP, HASURA_CLAIMS, FakeKeycloak, attacker_key, sign_raw
 from webhook.testing.server import serve_asgi
+from webhook.wiring import Dependencies
 
 pytestmark = pytest.mark.anyio
 Build = Callable[[AdversarialStack], str]
