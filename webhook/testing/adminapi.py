@@ -1,22 +1,19 @@
-"""The fake Keycloak's admin REST API: what provisioning uses, modelled on what the real 26.x did in tests.
+"""The fake Keycloak's admin REST API over ``AdminModel``: its routes, gatekeeping and answers.
 
-What it models (each point checked against the real server by tests/keycloak/test_provisioning_real.py):
-- The client-credentials token of the configured admin client. Unless the client is configured
-  `lightweight`, its token grows by `GRANT_BYTES` for every realm the client created (the real one
-  lists the `<realm>-realm` management roles Keycloak grants the creator), and a request whose
-  headers exceed `header_limit` bytes is answered 431 before anything else.
-- Authorisation: the client may manage the realms it created (or all, when configured `admin`);
-  `create-realm` is needed to POST. For any other realm GET answers 200 with the name only (no
-  `id`), and every other call answers 403.
-- `POST /admin/realms` imports the full representation (clients with mappers, roles, groups, default
-  role); `GET` returns the top level only (no clients, roles, groups, users); `PUT` updates the
-  top-level fields only: clients, roles, groups and users in its body are ignored, and realm
-  `attributes` are replaced by the ones given.
-- `partialImport` with `ifResourceExists` SKIP (existing ones skipped) or OVERWRITE (clients
-  recreated with new ids and secrets), clients and their mappers, client secrets, service-account
-  users (created with the default roles only), realm roles, user role mappings, default-role
-  composites (`roles-by-id`), realm DELETE.
+What it answers (each point checked against the real 26.x by tests/keycloak/test_provisioning_real.py):
+- The client-credentials token of the configured admin client (``token``, called by the fake's token
+  endpoint for the admin realm). A request whose headers exceed `header_limit` bytes is answered 431
+  before anything else.
+- Authorisation: for a realm the client may not manage, GET answers 200 with the name only (no `id`),
+  and every other call answers 403; without `create-realm`, `POST /admin/realms` answers 403.
+- `POST /admin/realms` imports the full representation; `GET` returns the top level only (no clients,
+  roles, groups, users); `PUT` updates the top-level fields only: clients, roles, groups and users in its
+  body are ignored, and realm `attributes` are replaced by the ones given.
+- `partialImport` with `ifResourceExists` SKIP or OVERWRITE, clients and their mappers, client secrets,
+  service-account users, realm roles, user role mappings, default-role composites (`roles-by-id`),
+  realm DELETE.
 - Every call is recorded in `calls`; "down" answers 503; "slow" holds calls until released.
+- The endpoint table is ``_routes``: a new endpoint is one row there and one handler below it.
 """
 
 from __future__ import annotations
@@ -28,104 +25,36 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-GRANT_BYTES: Final = 540  # measured: the real admin token grew ~540 bytes per realm its client created
-BASE_TOKEN_BYTES: Final = 1262  # measured: a full-scope create-realm client's token with no realm yet
-LIGHT_TOKEN_BYTES: Final = 767  # measured: the same client with lightweight access tokens
-DEFAULT_HEADER_LIMIT: Final = 65536
-_SUB: Final = frozenset({"clients", "roles", "groups", "users", "defaultRole", "components", "clientScopes"})
+from webhook.testing.adminmodel import DEFAULT_HEADER_LIMIT, SUB_RESOURCES, AdminCall, AdminModel, AdminRealm
+
+__all__ = ["FakeAdminApi", "Mode"]
+
 Mode = Literal["ok", "down", "slow"]
 
 
-@dataclass(frozen=True, slots=True)
-class AdminCall:
-    """One request to the fake's admin API (``realm``: the realm it is about, None for the token and list)."""
-
-    method: str
-    path: str
-    status: int
-    realm: str | None
-
-
-@dataclass
-class _Realm:
-    top: dict[str, Any]
-    creator: str | None
-    clients: dict[str, dict[str, Any]] = field(default_factory=dict)  # uuid -> representation (with mappers)
-    roles: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> role (with id)
-    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
-    users: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {username, roles: set}
-    default_composites: set[str] = field(default_factory=set)
-    secrets: dict[str, str] = field(default_factory=dict)  # client uuid -> secret
-
-    @property
-    def default_role(self) -> str:
-        return f"default-roles-{self.top['realm']}"
-
-
-def _ids(mappers: Any) -> list[dict[str, Any]]:
-    return [{**m, "id": str(uuid.uuid4())} for m in mappers or [] if isinstance(m, dict)]
-
-
-class FakeAdminApi:
-    """The admin API's state and ASGI routes (mounted by FakeKeycloak at /admin)."""
+class FakeAdminApi(AdminModel):
+    """The admin API's ASGI routes over its state (mounted by FakeKeycloak at /admin)."""
 
     def __init__(
         self, *, on_created: Callable[[str], None] | None = None, on_deleted: Callable[[str], None] | None = None
     ) -> None:
-        self._on_created = on_created
-        self._on_deleted = on_deleted
-        self.realms: dict[str, _Realm] = {}
+        super().__init__(on_created=on_created, on_deleted=on_deleted)
         self.calls: list[AdminCall] = []
-        self.token_lifetime = 60
         self.header_limit = DEFAULT_HEADER_LIMIT
-        self._client: tuple[str, str, str] | None = None  # (realm, client id, secret)
-        self._lightweight = False
-        self._superuser = False
-        self._can_create = True
-        self._tokens: dict[str, float] = {}
         self._mode: Mode = "ok"
         self._gate = asyncio.Event()
         self._gate.set()
         self.app = Starlette(routes=self._routes())
 
-    # ---- configuration ----------------------------------------------------------------------
-
-    def configure(
-        self,
-        client_id: str,
-        client_secret: str,
-        *,
-        realm: str = "master",
-        token_lifetime: int = 60,
-        lightweight: bool = False,
-        admin: bool = False,
-        create_realm: bool = True,
-    ) -> None:
-        """Accept this admin client; `admin`: it manages every realm; `create_realm`: it may POST realms."""
-        self._client = (realm, client_id, client_secret)
-        self.token_lifetime = token_lifetime
-        self._lightweight = lightweight
-        self._superuser = admin
-        self._can_create = create_realm
-
-    @property
-    def configured(self) -> bool:
-        """Whether an admin client is configured."""
-        return self._client is not None
-
-    @property
-    def admin_realm(self) -> str | None:
-        """The realm whose token endpoint issues admin tokens."""
-        return None if self._client is None else self._client[0]
+    # ---- controls ---------------------------------------------------------------------------
 
     def set_mode(self, mode: Mode) -> None:
         """ "down": 503 everywhere (token included); "slow": calls wait for `release()`."""
@@ -144,105 +73,10 @@ class FakeAdminApi:
         self._gate = asyncio.Event()
         self._gate.set()
 
-    def revoke_tokens(self) -> None:
-        """Invalidate every admin token issued so far."""
-        self._tokens.clear()
-
-    def import_realm(self, representation: Mapping[str, Any]) -> None:
-        """Create a realm as `--import-realm` or another admin would: not created by our client."""
-        self._create(copy.deepcopy(dict(representation)), creator=None)
-
-    def export(self, name: str) -> dict[str, Any]:
-        """Everything the fake holds for a realm, as one representation (clients, roles, groups)."""
-        realm = self.realms[name]
-        return {
-            **realm.top,
-            "clients": [copy.deepcopy(c) for c in realm.clients.values()],
-            "roles": {"realm": [dict(r) for r in realm.roles.values()]},
-            "groups": list(realm.groups.values()),
-        }
-
-    def token_bytes(self) -> int:
-        """The size of the token the configured client would get now."""
-        if self._lightweight:
-            return LIGHT_TOKEN_BYTES
-        own = sum(1 for r in self.realms.values() if self._client is not None and r.creator == self._client[1])
-        return BASE_TOKEN_BYTES + GRANT_BYTES * own
-
     # ---- helpers ----------------------------------------------------------------------------
 
     def _record(self, request: Request, status: int, realm: str | None) -> None:
         self.calls.append(AdminCall(request.method, request.url.path, status, realm))
-
-    def _create(self, body: dict[str, Any], creator: str | None) -> _Realm:
-        name = str(body["realm"])
-        top = {k: v for k, v in body.items() if k not in _SUB}
-        top.setdefault("enabled", True)
-        top["id"] = str(uuid.uuid4())
-        top.setdefault("attributes", {})
-        realm = _Realm(top, creator)
-        self.realms[name] = realm
-        for role in ("offline_access", "uma_authorization", realm.default_role):
-            realm.roles[role] = {"id": str(uuid.uuid4()), "name": role, "composite": role == realm.default_role}
-        realm.default_composites = {"offline_access", "uma_authorization"}
-        self._import(realm, body, overwrite=False)
-        for role in (body.get("roles") or {}).get("realm", []):  # an import keeps the default role's composites
-            if isinstance(role, dict) and role.get("name") == realm.default_role:
-                realm.default_composites = {str(r) for r in (role.get("composites") or {}).get("realm", [])}
-        if self._on_created is not None:
-            self._on_created(name)
-        return realm
-
-    def _import(self, realm: _Realm, body: Mapping[str, Any], *, overwrite: bool) -> dict[str, int]:
-        counts = {"added": 0, "skipped": 0, "overwritten": 0}
-        for role in (body.get("roles") or {}).get("realm", []):
-            name = str(role.get("name"))
-            if name in realm.roles:
-                counts["skipped"] += 1
-                continue
-            realm.roles[name] = {"id": str(uuid.uuid4()), "name": name, "composite": bool(role.get("composite"))}
-            counts["added"] += 1
-        for group in body.get("groups") or []:
-            name = str(group.get("name"))
-            if name in realm.groups:
-                counts["skipped"] += 1
-                continue
-            realm.groups[name] = {**group, "id": str(uuid.uuid4())}
-            counts["added"] += 1
-        by_client_id = {str(c.get("clientId")): key for key, c in realm.clients.items()}
-        for client in body.get("clients") or []:
-            existing = by_client_id.get(str(client.get("clientId")))
-            if existing is not None and not overwrite:
-                counts["skipped"] += 1
-                continue
-            if existing is not None:
-                del realm.clients[existing]
-                realm.secrets.pop(existing, None)
-                counts["overwritten"] += 1
-            else:
-                counts["added"] += 1
-            self._add_client(realm, client)
-        return counts
-
-    def _add_client(self, realm: _Realm, client: Mapping[str, Any]) -> None:
-        key = str(uuid.uuid4())
-        stored = {k: copy.deepcopy(v) for k, v in client.items() if k not in ("id", "secret", "protocolMappers")}
-        stored["id"] = key
-        stored["protocolMappers"] = _ids(client.get("protocolMappers"))
-        stored.setdefault("attributes", {})
-        realm.clients[key] = stored
-        if not client.get("publicClient"):
-            realm.secrets[key] = secrets.token_urlsafe(24)
-        if client.get("serviceAccountsEnabled"):
-            user = str(uuid.uuid4())
-            realm.users[user] = {
-                "username": f"service-account-{client.get('clientId')}",
-                "client": key,
-                "roles": {realm.default_role},
-            }
-
-    def _may_manage(self, realm: _Realm) -> bool:
-        return self._superuser or (self._client is not None and realm.creator == self._client[1])
 
     async def _gatekeep(self, request: Request, realm: str | None) -> Response | None:
         """503/held, 431, 401 checks shared by every admin route."""
@@ -262,7 +96,9 @@ class FakeAdminApi:
             return self._refuse(request, realm, 401, {"error": "HTTP 401 Unauthorized"})
         return None
 
-    async def _realm_for(self, request: Request, *, read_only: bool = False) -> tuple[_Realm | None, Response | None]:
+    async def _realm_for(
+        self, request: Request, *, read_only: bool = False
+    ) -> tuple[AdminRealm | None, Response | None]:
         name = str(request.path_params["name"])
         refused = await self._gatekeep(request, name)
         if refused is not None:
@@ -280,7 +116,7 @@ class FakeAdminApi:
         self._record(request, status, realm)
         return JSONResponse(body, status)
 
-    async def _client_for(self, request: Request) -> tuple[_Realm, str, dict[str, Any]] | Response:
+    async def _client_for(self, request: Request) -> tuple[AdminRealm, str, dict[str, Any]] | Response:
         """(realm, its name, the client in the path), or the refusal (403/404...)."""
         realm, refused = await self._realm_for(request)
         if realm is None:
@@ -398,7 +234,7 @@ class FakeAdminApi:
         if not isinstance(body, dict):
             return self._refuse(request, name, 400, {"errorMessage": "invalid representation"})
         for key, value in body.items():
-            if key not in _SUB and key not in ("id", "realm"):
+            if key not in SUB_RESOURCES and key not in ("id", "realm"):
                 realm.top[key] = copy.deepcopy(value)  # attributes: replaced, like Keycloak's updateRealm
         return self._ok(request, name, status=204)
 
@@ -511,7 +347,7 @@ class FakeAdminApi:
             return JSONResponse({"error": "Could not find role"}, 404)
         return self._ok(request, str(realm.top["realm"]), dict(role))
 
-    def _is_default_role(self, realm: _Realm, request: Request) -> bool:
+    def _is_default_role(self, realm: AdminRealm, request: Request) -> bool:
         return realm.roles.get(realm.default_role, {}).get("id") == str(request.path_params["role"])
 
     async def _composites(self, request: Request) -> Response:
@@ -546,18 +382,3 @@ class FakeAdminApi:
             return self._refuse(request, name, 404, {"error": "Role not found"})
         user["roles"] |= {str(r.get("name")) for r in body}
         return self._ok(request, name, status=204)
-
-    def service_account_roles(self, realm: str, client_id: str) -> set[str]:
-        """Realm roles of a client's service-account user (tests read what provisioning assigned)."""
-        held = self.realms[realm]
-        key = next(k for k, c in held.clients.items() if c.get("clientId") == client_id)
-        return next(set(u["roles"]) for u in held.users.values() if u.get("client") == key)
-
-    def client_secret(self, realm: str, client_id: str) -> str:
-        """A confidential client's generated secret."""
-        held = self.realms[realm]
-        key = next(k for k, c in held.clients.items() if c.get("clientId") == client_id)
-        return held.secrets[key]
-
-
-__all__ = ["GRANT_BYTES", "AdminCall", "FakeAdminApi"]
