@@ -26,8 +26,8 @@ from webhook.provisioning.jobs import job_for_realm, new_job
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin
 from webhook.provisioning.templates import PortalUrls, hasura_claims
 from webhook.provisioning.worker import ProvisioningWorker, WorkerPolicy
-from webhook.testing.adminsetup import client_token, create_admin_client
 from webhook.testing.adminmodel import GRANT_BYTES
+from webhook.testing.adminsetup import client_token, create_admin_client
 from webhook.testing.realkeycloak import RealKeycloak
 
 pytestmark = pytest.mark.keycloak

@@ -157,7 +157,8 @@ class FakeKeycloak(TokenMinter, OidcEndpoints):
         self._slots[family] += 1
         return pooled_key(family, slot)
 
-    # ---- tokens
+    # ---- tokens (``mint``, ``logout_token``): TokenMinter, webhook/testing/tokens.py
+    # ---- behaviour, counters, endpoints (``set_behaviour``...): OidcEndpoints, webhook/testing/oidc.py
 
     # ---- admin API (webhook/testing/adminapi.py)
 
