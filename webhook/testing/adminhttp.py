@@ -18,14 +18,16 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from webhook.testing.adminmodel import DEFAULT_HEADER_LIMIT, AdminCall, AdminModel, AdminRealm
+from webhook.testing.adminmodel import AdminCall, AdminModel, AdminRealm
 
-__all__ = ["AdminHttp", "Mode"]
+__all__ = ["DEFAULT_HEADER_LIMIT", "AdminHttp", "Mode"]
+
+DEFAULT_HEADER_LIMIT: Final = 65536  # bytes of request headers before a 431
 
 Mode = Literal["ok", "down", "slow"]
 

@@ -1,7 +1,7 @@
 """The fake Keycloak's admin model: the realms, clients, roles and users the admin REST API holds.
 
 What it models (each point checked against the real server by tests/keycloak/test_provisioning_real.py;
-the HTTP side, status codes and bodies, is ``webhook/testing/adminapi.py``):
+the HTTP side, status codes and bodies, is ``webhook/testing/adminhttp.py`` and ``adminapi.py``):
 - The admin client (``configure``) and the size of its client-credentials token: unless the client is
   configured `lightweight`, its token grows by `GRANT_BYTES` for every realm the client created (the real
   one lists the `<realm>-realm` management roles Keycloak grants the creator).
@@ -25,7 +25,6 @@ from typing import Any, Final
 
 __all__ = [
     "BASE_TOKEN_BYTES",
-    "DEFAULT_HEADER_LIMIT",
     "GRANT_BYTES",
     "LIGHT_TOKEN_BYTES",
     "SUB_RESOURCES",
@@ -37,7 +36,6 @@ __all__ = [
 GRANT_BYTES: Final = 540  # measured: the real admin token grew ~540 bytes per realm its client created
 BASE_TOKEN_BYTES: Final = 1262  # measured: a full-scope create-realm client's token with no realm yet
 LIGHT_TOKEN_BYTES: Final = 767  # measured: the same client with lightweight access tokens
-DEFAULT_HEADER_LIMIT: Final = 65536
 #: The parts of a realm representation that are not its top level (what `GET`/`PUT` of a realm skip).
 SUB_RESOURCES: Final = frozenset({"clients", "roles", "groups", "users", "defaultRole", "components", "clientScopes"})
 
@@ -54,6 +52,8 @@ class AdminCall:
 
 @dataclass
 class AdminRealm:
+    """One realm the admin API holds: its top level apart from its clients, roles, groups and users."""
+
     top: dict[str, Any]
     creator: str | None
     clients: dict[str, dict[str, Any]] = field(default_factory=dict)  # uuid -> representation (with mappers)
@@ -73,7 +73,7 @@ def _ids(mappers: Any) -> list[dict[str, Any]]:
 
 
 class AdminModel:
-    """What the admin API holds: its realms and the admin client (the base of ``FakeAdminApi``)."""
+    """What the admin API holds: its realms and the admin client (the base of ``AdminHttp``, so of ``FakeAdminApi``)."""
 
     def __init__(
         self, *, on_created: Callable[[str], None] | None = None, on_deleted: Callable[[str], None] | None = None
