@@ -1,7 +1,10 @@
 """The revocation check's cost on the hot path, in process: a verified-token cache hit with no
 revocations, then with N held (none covering the token), interleaved A/B so machine load hits both.
 
-Usage: .venv/bin/python bench/revocation_hotpath.py [--revocations 10000] [--calls 200000] [--rounds 5]
+Usage: .venv/bin/python -P bench/revocation_hotpath.py [--revocations 10000] [--calls 200000] [--rounds 5]
+
+(`-P`: without it Python puts bench/ first on sys.path, and bench/keycloak.py, the fake Keycloak's
+launcher, shadows the `keycloak` library that webhook.app imports.)
 """
 
 from __future__ import annotations

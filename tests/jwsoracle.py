@@ -5,7 +5,8 @@ joserfc's `jws.validate_compact`; this module holds it to joserfc on two layers:
 
 1. Signature, exact: for every key of the set that serves the token's `alg`, our `verify_signature`
    accepts exactly when joserfc's `jws.validate_compact` (the call it replaced, with that key and an
-   allow-list of the key's algorithms) accepts.
+   allow-list of the key's algorithms) accepts, both when it hashes the signing input itself and
+   when it is given the one-pass `digests(token)` the verifier computes (the `Prehashed` path).
 2. Whole JWS, against `jws.deserialize_compact(token, KeySet(JWKS as published), algorithms=allowed)`:
    - when ours accepts, joserfc accepts (ours is never more permissive), the one exception being a
      header segment over joserfc's 512-character cap (ours allows 1,024), which joserfc then accepts
@@ -32,7 +33,7 @@ from joserfc.jws import JWSRegistry
 
 from webhook.core.keys import RealmKeys, parse_jwks
 from webhook.core.reasons import Reason, Rejected
-from webhook.core.token import ALLOWED_HEADERS, check_algorithm, parse, verify_signature
+from webhook.core.token import ALLOWED_HEADERS, check_algorithm, digests, parse, verify_signature
 
 MAX_TOKEN: Final = 16384
 JOSERFC_HEADER_CAP: Final = 512
@@ -55,7 +56,7 @@ def ours(token: str, keys: RealmKeys, allowed: frozenset[str]) -> Reason | None:
         key = keys.by_kid.get(kid) if kid is not None else None
         if key is None:
             raise Rejected(Reason.UNKNOWN_KID, "no such kid")
-        verify_signature(parsed, key)
+        verify_signature(parsed, key, digests(token))  # as the verifier calls it
     except Rejected as exc:
         return exc.reason
     return None
@@ -121,11 +122,17 @@ def signature_disagreements(token: str, keys: RealmKeys) -> list[str]:
     for key in keys.by_kid.values():
         if parsed.alg not in key.algorithms:
             continue  # both paths refuse before any cryptography (key_mismatch)
-        try:
-            verify_signature(parsed, key)
-            mine = True
-        except Rejected:
-            mine = False
+        verdicts = set()
+        for hashed in (None, digests(token)):
+            try:
+                verify_signature(parsed, key, hashed)
+                verdicts.add(True)
+            except Rejected:
+                verdicts.add(False)
+        if len(verdicts) != 1:
+            out.append(f"kid {key.kid[:40]!r}: ours with and without the one-pass digest disagree")
+            continue
+        mine = verdicts.pop()
         obj = jws.CompactSignature(dict(parsed.header), b64url_decode(payload))
         obj.segments.update({"header": header.encode(), "payload": payload.encode(), "signature": signature.encode()})
         try:

@@ -39,7 +39,8 @@ from webhook.actions.registry import ActionRegistry, default_registry
 from webhook.audit.record import AuditSink
 from webhook.audit.writer import CountingSink, audit_detail, audit_status, db_audit_sink
 from webhook.auth.endpoint import AuthHook, HookServices
-from webhook.auth.jwks import CachePolicy, JwksCache, JwksFetcher
+from webhook.auth.jwks import JwksCache
+from webhook.auth.jwksfetch import CachePolicy, JwksFetcher
 from webhook.auth.jwkspublish import PublishedRealms
 from webhook.auth.jwksview import union_jwks
 from webhook.auth.realmregistry import DbRealmRegistry
@@ -62,6 +63,7 @@ from webhook.provisioning.worker import ProvisioningWorker, WorkerPolicy
 from webhook.revocation.endpoint import PATH as BACKCHANNEL_PATH
 from webhook.revocation.endpoint import BackchannelLogout, LogoutServices
 from webhook.revocation.service import RevocationPolicy, RevocationService
+from webhook.revocation.userrevoker import UserRevoker
 
 HOOK_PATH = "/hasura/auth"
 
@@ -263,7 +265,7 @@ class WebhookApp:
                 wall_clock=deps.wall_clock,
                 super_admin_tenant_id=settings.super_admin_tenant_id,
                 on_created=created,
-                api_keys=api_key_policy(settings, store, client, deps),
+                api_keys=api_key_policy(settings, store, client, deps, revocations=runtime.revocations),
             ),
             metrics=deps.metrics,
             log=get_logger("webhook.actions"),
@@ -429,13 +431,35 @@ def admin_credentials(settings: Settings) -> AdminCredentials | None:
     )
 
 
-def api_key_policy(settings: Settings, store: DataStore, client: httpx.AsyncClient, deps: Dependencies) -> ApiKeyPolicy:
-    """The API key actions' settings, and their service when the admin client is configured."""
+def api_key_policy(
+    settings: Settings,
+    store: DataStore,
+    client: httpx.AsyncClient,
+    deps: Dependencies,
+    *,
+    revocations: RevocationService | None = None,
+) -> ApiKeyPolicy:
+    """The API key actions' settings, and their service when the admin client is configured.
+
+    Revoking or rotating a key ends its live tokens when this process holds revocations (`revocations`)
+    or, in the CLI, when REVOCATIONS is on: the serving processes then get the row like any other."""
     credentials = admin_credentials(settings)
     service = None
     if credentials is not None:
         admin = KeycloakAdmin(client, credentials, log=get_logger("webhook.keycloak_admin"))
-        service = ApiKeyService(admin, store, wall_clock=deps.wall_clock, audiences=sorted(settings.audiences))
+        revoker = None
+        if revocations is not None or settings.revocations:
+            policy = revocations.policy if revocations is not None else None
+            revoker = UserRevoker(
+                max_token_lifetime=policy.max_token_lifetime if policy else settings.revocation_max_token_lifetime,
+                leeway=policy.leeway if policy else settings.leeway,
+                wall_clock=deps.wall_clock,
+                hold=None if revocations is None else revocations.hold,
+                log=get_logger("webhook.revocation.active"),
+            )
+        service = ApiKeyService(
+            admin, store, wall_clock=deps.wall_clock, audiences=sorted(settings.audiences), revoker=revoker
+        )
     return ApiKeyPolicy(
         service=service,
         write_role=settings.api_key_write_role,

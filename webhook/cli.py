@@ -34,7 +34,7 @@ from webhook.audit.fill import fill
 from webhook.audit.schema import inspect_schema
 from webhook.audit.store import Filters, TopBy, as_dict, list_rows, prune, top
 from webhook.auth.httpbounds import BoundedHttpToolsProtocol
-from webhook.auth.jwks import JwksFetcher
+from webhook.auth.jwksfetch import JwksFetcher
 from webhook.auth.verifier import TokenRejected
 from webhook.config import VARIABLES, ConfigError, Settings
 from webhook.core.logouttoken import MAX_ID_CHARS
@@ -807,7 +807,7 @@ def api_keys_list(*, tenant_id: str, fmt: str) -> None:
 @_KEY
 @_FORMAT
 def api_keys_rotate(*, tenant_id: str, name: str, fmt: str) -> None:
-    """A new secret for the key (the old one stops working); prints it once."""
+    """A new secret for the key (the old one and, with REVOCATIONS, its tokens stop working); prints it once."""
     settings = load_settings()
     tenant = _tenant(tenant_id)
     _print_issued(_api_key_run(settings, lambda service: service.rotate(tenant, name, _cli_actor())), fmt)
@@ -817,7 +817,7 @@ def api_keys_rotate(*, tenant_id: str, name: str, fmt: str) -> None:
 @_TENANT
 @_KEY
 def api_keys_revoke(*, tenant_id: str, name: str) -> None:
-    """Delete the key's client: it gets no new token."""
+    """Delete the key's client: it gets no new token (and, with REVOCATIONS, its live tokens end)."""
     settings = load_settings()
     tenant = _tenant(tenant_id)
     info = _api_key_run(settings, lambda service: service.revoke(tenant, name, _cli_actor()))

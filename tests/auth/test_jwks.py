@@ -15,7 +15,8 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
-from webhook.auth.jwks import CachePolicy, JwksCache, JwksFetcher
+from webhook.auth.jwks import JwksCache
+from webhook.auth.jwksfetch import CachePolicy, JwksFetcher
 from webhook.auth.tokencache import VerifiedTokenCache
 from webhook.core.realms import Realm, RealmPolicy, parse_realm_name
 from webhook.core.reasons import Reason, Rejected

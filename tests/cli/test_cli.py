@@ -19,7 +19,7 @@ from webhook.cli import main
 from webhook.testing.keycloak import FakeKeycloak
 
 TENANT = "tenant-5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
-CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[2]
 #: Bound on `webhook dev` becoming ready (a subprocess start on a loaded 2-core machine).
 DEV_START_SECONDS = 60.0
 

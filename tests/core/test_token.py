@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 from typing import Any
 
@@ -22,6 +23,7 @@ from webhook.core.token import (
     b64url_decode,
     check_algorithm,
     check_claims,
+    digests,
     loads_object,
     parse,
     verify_signature,
@@ -406,6 +408,54 @@ def test_verify_accepts_es256(keys: TestKeys, ec_key: SigningKey) -> None:
     """A token signed by the realm's ES256 key verifies."""
     token = sign({"alg": "ES256", "kid": EC_KID, "typ": "JWT"}, keycloak_claims(), keys.ec)
     assert verify_reason(token, ec_key) is None
+
+
+def hashed_reason(token: str, key: SigningKey, hashed_from: str | None = None) -> Reason | None:
+    """As `verify_reason`, with the one-pass digests of `hashed_from` (default: the token itself)."""
+    try:
+        verify_signature(parse(token, max_bytes=MAX), key, digests(hashed_from or token))
+    except Rejected as exc:
+        return exc.reason
+    return None
+
+
+def test_digests_are_the_sha256_of_the_token_and_of_its_signing_input(keys: TestKeys) -> None:
+    """One pass gives exactly SHA-256(token) and SHA-256(everything before the last dot)."""
+    token = sign(GOOD_HEADER, keycloak_claims(), keys.rsa)
+    hashed = digests(token)
+    signing_input = token.rsplit(".", 1)[0].encode()
+    assert hashed.token == hashlib.sha256(token.encode()).digest()
+    assert hashed.signing is not None
+    assert hashed.signing.digest() == hashlib.sha256(signing_input).digest()
+    assert hashed.signed_length == len(signing_input)
+    assert digests("no-dot-at-all") == (hashlib.sha256(b"no-dot-at-all").digest(), None, 0)
+
+
+def test_digests_keep_surrogatepass_bytes_for_non_ascii_tokens() -> None:
+    """A token that is not ASCII still gets the digest the audit has always used (utf-8, surrogatepass)."""
+    token = "é.\udcff.x"
+    assert digests(token).token == hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def test_verify_with_digests_accepts_and_rejects_as_without(
+    keys: TestKeys, rsa_key: SigningKey, ec_key: SigningKey
+) -> None:
+    """The pre-hashed path accepts the signed tokens and refuses a tampered payload, like the plain path."""
+    rsa_token = sign(GOOD_HEADER, keycloak_claims(), keys.rsa)
+    ec_token = sign({"alg": "ES256", "kid": EC_KID, "typ": "JWT"}, keycloak_claims(), keys.ec)
+    forged = replace_segment(rsa_token, 1, b64url(orjson.dumps(keycloak_claims(sub="someone-else"))))
+    assert hashed_reason(rsa_token, rsa_key) is None
+    assert hashed_reason(ec_token, ec_key) is None
+    assert hashed_reason(forged, rsa_key) is Reason.BAD_SIGNATURE
+    assert verify_reason(forged, rsa_key) is Reason.BAD_SIGNATURE
+
+
+def test_verify_ignores_digests_that_do_not_cover_the_signing_input(keys: TestKeys, rsa_key: SigningKey) -> None:
+    """Digests of another token whose signing input has another length are not used: the plain check runs."""
+    token = sign(GOOD_HEADER, keycloak_claims(), keys.rsa)
+    other = sign(GOOD_HEADER, keycloak_claims(sub="a-much-longer-subject-than-before"), keys.rsa)
+    assert len(other.rsplit(".", 1)[0]) != len(token.rsplit(".", 1)[0])
+    assert hashed_reason(token, rsa_key, hashed_from=other) is None
 
 
 def test_verify_rejects_tampered_payload(keys: TestKeys, rsa_key: SigningKey) -> None:

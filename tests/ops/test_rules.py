@@ -35,7 +35,8 @@ from tests.ops.rules import (
 from webhook.core.apikeyclaim import ApiKeyClaim
 from webhook.core.realms import Realm
 from webhook.observability.apikeyexpiry import ApiKeyExpiries
-from webhook.observability.metrics import Metrics, RealmHealth
+from webhook.observability.collectors import RealmHealth
+from webhook.observability.metrics import Metrics
 
 ALERT_NAMES = [alert.name for alert in alerts()]
 

@@ -26,7 +26,8 @@ import httpx
 import pytest
 
 from tests.security.support import adversarial_stack, bearer
-from webhook.auth.jwks import CachePolicy, JwksCache, JwksFetcher
+from webhook.auth.jwks import JwksCache
+from webhook.auth.jwksfetch import CachePolicy, JwksFetcher
 from webhook.core.hookrequest import HookRequest, bearer_token
 from webhook.core.realms import Realm, RealmPolicy, parse_realm_name
 from webhook.core.reasons import Reason, Rejected

@@ -23,8 +23,6 @@ action handlers both call `Verifier.verify`, so a token means the same thing eve
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 from collections.abc import Callable
 
 from webhook.auth.jwks import JwksCache
@@ -34,13 +32,15 @@ from webhook.core.logouttoken import LogoutClaims, check_logout_claims
 from webhook.core.powers import Power, powers_of
 from webhook.core.realms import Realm, RealmPolicy, RealmRegistry
 from webhook.core.reasons import Reason, Rejected
-from webhook.core.session import Identity, identity_from_claims, without_roles
+from webhook.core.session import Identity, identity_from_claims
 from webhook.core.token import (
     ClaimsPolicy,
     ParsedToken,
+    TokenDigests,
     TokenFacts,
     check_algorithm,
     check_claims,
+    digests,
     verify_signature,
 )
 from webhook.core.token import parse as parse_token
@@ -101,7 +101,8 @@ class Verifier:
 
     async def verify(self, token: str) -> Identity:
         """The identity `token` proves; `TokenRejected` with the reason of the first failed check."""
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        hashed = digests(token)
+        digest = hashed.token
         tokens = self._tokens
         if tokens is not None:
             cached = tokens.get(digest)
@@ -117,20 +118,17 @@ class Verifier:
         try:
             parsed = parse_token(token, max_bytes=self._max_bytes)
             realm = self._realm_of(parsed)
-            await self._check_signed(parsed, realm)
+            await self._check_signed(parsed, realm, hashed)
             check_claims(parsed.claims, self._claims, self._now())
-            identity = identity_from_claims(parsed.claims, realm, self._forbidden)
+            powers = powers_of(realm, self._super_tenant)
+            # platform-wide roles only from the super-admin tenant's own realm (webhook/core/powers.py)
+            dropped = frozenset() if Power.PLATFORM_ROLES in powers else self._platform
+            identity = identity_from_claims(parsed.claims, realm, self._forbidden, powers=powers, dropped_roles=dropped)
             if identity.kind == KIND_API_KEY:
                 key = api_key_claim(parsed.claims)
                 if self._on_api_key is not None:
                     self._on_api_key(realm, key)
                 check_not_expired(key, self._now())
-            powers = powers_of(realm, self._super_tenant)
-            roles = identity.allowed_roles
-            if Power.PLATFORM_ROLES not in powers:
-                # platform-wide roles only from the super-admin tenant's own realm (webhook/core/powers.py)
-                roles = without_roles(roles, self._platform)
-            identity = dataclasses.replace(identity, allowed_roles=roles, powers=powers)
         except Rejected as exc:
             facts = TokenFacts.of(parsed)
             if tokens is not None:
@@ -148,7 +146,7 @@ class Verifier:
         check_algorithm(parsed, self._algorithms)
         return self._realms.realm_from_issuer(parsed.claims.get("iss"))
 
-    async def _check_signed(self, parsed: ParsedToken, realm: Realm) -> None:
+    async def _check_signed(self, parsed: ParsedToken, realm: Realm, hashed: TokenDigests) -> None:
         """Checks 3b-5: (registered), the realm's key by kid, the signature."""
         registry = self._realm_registry
         if registry is not None and not await registry.is_registered(realm):
@@ -157,20 +155,21 @@ class Verifier:
         if kid is None:
             raise Rejected(Reason.UNKNOWN_KID, "header kid is missing")
         key = self._cache.cached_key(realm, kid) or await self._cache.key_for(realm, kid)
-        verify_signature(parsed, key)
+        verify_signature(parsed, key, hashed)
         if self._on_verified is not None:
             self._on_verified(realm.name)
 
     async def verify_logout(self, token: str, *, audiences: frozenset[str]) -> tuple[Realm, LogoutClaims]:
         """A back-channel logout token, checked as strictly as an access token (same realm binding and
         keys) and then as the spec asks (`webhook.core.logouttoken`); `TokenRejected` otherwise. Never cached."""
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        hashed = digests(token)
+        digest = hashed.token
         parsed: ParsedToken | None = None
         realm: Realm | None = None
         try:
             parsed = parse_token(token, max_bytes=self._max_bytes)
             realm = self._realm_of(parsed)
-            await self._check_signed(parsed, realm)
+            await self._check_signed(parsed, realm, hashed)
             claims = check_logout_claims(parsed, leeway=self._claims.leeway, audiences=audiences, now=self._now())
         except Rejected as exc:
             raise TokenRejected(exc, TokenFacts.of(parsed), realm, digest) from None

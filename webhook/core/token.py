@@ -16,24 +16,33 @@ Rules of this module:
   (its key type, curve and declared `alg`, within the configured allow-list).
   tests/contract/test_jws_oracle.py holds this path to joserfc's own `jws.validate_compact`.
 - Any exception while verifying is a rejection; nothing from here can become a 5xx.
+- Hash once: `digests(token)` makes the token's SHA-256 (the cache key and audit digest) and the
+  SHA-256 of its signing input in one pass (SHA-256 is a running hash: the signing input is the
+  token's prefix up to the last `.`). `verify_signature` checks RS256/PS256/ES256 against that
+  pre-computed digest (`Prehashed`) when it covers exactly the parsed signing input, instead of
+  hashing the ~4.4 KB again (~4.5 us of a cold request).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 import pybase64
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from webhook.core.keys import SigningKey
 from webhook.core.reasons import Reason, Rejected
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 ALLOWED_HEADERS: Final = frozenset({"alg", "kid", "typ"})
 MAX_HEADER_SEGMENT: Final = 1024
@@ -98,6 +107,27 @@ class TokenFacts(NamedTuple):
             exp=exp_value,
             kind="api_key" if "api_key" in claims else None,
         )
+
+
+class TokenDigests(NamedTuple):
+    """The SHA-256 of a token and the running hash of its signing input, from one pass (`digests`)."""
+
+    token: bytes  # SHA-256 of the whole token: the verified-token cache key, the audit's digest
+    signing: HASH | None  # SHA-256 state over the bytes before the last "." (None: there is none)
+    signed_length: int  # how many bytes `signing` covers
+
+
+def digests(token: str) -> TokenDigests:
+    """Both digests of `token` in one SHA-256 pass (see the module rules)."""
+    raw = token.encode("utf-8", "surrogatepass")
+    cut = raw.rfind(b".")
+    if cut < 0:
+        return TokenDigests(hashlib.sha256(raw).digest(), None, 0)
+    view = memoryview(raw)
+    signing = hashlib.sha256(view[:cut])
+    whole = signing.copy()
+    whole.update(view[cut:])
+    return TokenDigests(whole.digest(), signing, cut)
 
 
 def _capped(value: object) -> str | None:
@@ -192,7 +222,7 @@ def check_algorithm(parsed: ParsedToken, allowed: frozenset[str]) -> None:
 Verify = Callable[[Any, bytes, bytes], None]  # (cryptography public key, signature, signed bytes)
 
 
-def _rsa(pad: padding.AsymmetricPadding, digest: hashes.HashAlgorithm) -> Verify:
+def _rsa(pad: padding.AsymmetricPadding, digest: hashes.HashAlgorithm | Prehashed) -> Verify:
     def verify(public: Any, signature: bytes, message: bytes) -> None:
         public.verify(signature, message, pad, digest)
 
@@ -203,7 +233,7 @@ def _pss(digest: hashes.HashAlgorithm) -> Verify:
     return _rsa(padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size), digest)
 
 
-def _ecdsa(curve: type[ec.EllipticCurve], size: int, digest: hashes.HashAlgorithm) -> Verify:
+def _ecdsa(curve: type[ec.EllipticCurve], size: int, digest: hashes.HashAlgorithm | Prehashed) -> Verify:
     """ECDSA on `curve`, whose r and s take `size` bytes each."""
     signing = ec.ECDSA(digest)
 
@@ -235,16 +265,32 @@ _VERIFIERS: Final[Mapping[str, Verify]] = {
     "ES512": _ecdsa(ec.SECP521R1, 66, hashes.SHA512()),
     "EdDSA": _eddsa,
 }
+_SHA256_DONE: Final = Prehashed(hashes.SHA256())
+# the same checks, given the SHA-256 of the signing input instead of the signing input itself
+_PREHASHED: Final[Mapping[str, Verify]] = {
+    "RS256": _rsa(padding.PKCS1v15(), _SHA256_DONE),
+    "PS256": _rsa(padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), _SHA256_DONE),
+    "ES256": _ecdsa(ec.SECP256R1, 32, _SHA256_DONE),
+}
 
 
-def verify_signature(parsed: ParsedToken, key: SigningKey) -> None:
-    """`Rejected(key_mismatch | bad_signature)` unless `key` verifies the token for its `alg`."""
+def verify_signature(parsed: ParsedToken, key: SigningKey, hashed: TokenDigests | None = None) -> None:
+    """`Rejected(key_mismatch | bad_signature)` unless `key` verifies the token for its `alg`.
+
+    `hashed`: `digests()` of the same token string `parsed` came from; its signing-input hash is
+    used when it covers exactly `parsed.signing_input` and the algorithm hashes with SHA-256.
+    """
     alg = parsed.alg
     verify = _VERIFIERS.get(alg)
     if verify is None or alg not in key.algorithms:
         raise Rejected(Reason.KEY_MISMATCH, f"key {key.kid[:64]!r} does not serve alg {alg[:16]!r}")
+    message = parsed.signing_input
+    if hashed is not None and hashed.signing is not None and hashed.signed_length == len(message):
+        prehashed = _PREHASHED.get(alg)
+        if prehashed is not None:
+            verify, message = prehashed, hashed.signing.digest()
     try:
-        verify(key.key.public_key, parsed.signature, parsed.signing_input)
+        verify(key.key.public_key, parsed.signature, message)
     except Exception:  # InvalidSignature, or anything a malformed signature makes the library raise
         raise Rejected(Reason.BAD_SIGNATURE, "signature does not verify") from None
 

@@ -8,38 +8,33 @@ Rules of this module:
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from collections.abc import Iterable
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from webhook.core.realms import parse_realm_name
 from webhook.core.reasons import Reason
-
-FETCH_OUTCOMES: Final = (
-    "ok",
-    "not_found",
-    "http_error",
-    "timeout",
-    "network_error",
-    "too_large",
-    "invalid",
-    "redirect",
-    "capacity",
-    "rate_limited",
+from webhook.observability.collectors import (
+    FETCH_OUTCOMES,
+    ApiKeyExpiryCollector,
+    ApiKeyExpirySource,
+    DecisionCollector,
+    DecisionStats,
+    JwksHealthSource,
+    JwksRealmCollector,
+    RevocationCollector,
+    RevocationStatsSource,
+    TokenCacheCollector,
+    TokenCacheStats,
 )
-LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
 AUDIT_BATCH_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 AUDIT_DROP_CAUSES: Final = ("queue_full", "journal_full", "refused", "shutdown")
 AUDIT_LIMITS: Final = ("pending_keys", "rows_per_bucket", "bucket_seconds", "journal_max_bytes")
 PROVISIONING_OUTCOMES: Final = ("done", "retry", "failed", "lost")
 FANOUT_LAG_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 PROVISIONING_STATUSES: Final = ("pending", "running", "done", "failed")
-REALM_STATES: Final = ("fresh", "stale", "loading", "failed", "missing")
 MAX_REALM_LABELS: Final = 100
 OTHER_REALM: Final = "other"
 NO_REALM: Final = "none"
@@ -51,7 +46,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.decision = DecisionStats()
-        self.registry.register(_DecisionCollector(self.decision))
+        self.registry.register(DecisionCollector(self.decision))
         self.jwks_fetches = Counter(
             "webhook_jwks_fetches_total", "JWKS fetches by outcome.", ["outcome"], registry=self.registry
         )
@@ -123,7 +118,7 @@ class Metrics:
 
     def watch_jwks(self, source: JwksHealthSource) -> None:
         """Expose the prefetched realms' JWKS health (state, failures, key age), read at scrape time."""
-        self.registry.register(_JwksRealmCollector(source))
+        self.registry.register(JwksRealmCollector(source))
 
     def _audit_durability_metrics(self) -> None:
         """The audit writer's journal, bounds, lag and schema (issue 13); gauges are read at scrape time."""
@@ -174,7 +169,7 @@ class Metrics:
 
     def watch_token_cache(self, cache: TokenCacheStats) -> None:
         """Expose the verified-token cache's hit/miss counts and sizes, read at scrape time (no hot-path cost)."""
-        self.registry.register(_TokenCacheCollector(cache))
+        self.registry.register(TokenCacheCollector(cache))
 
     def watch_revocations(self, service: RevocationStatsSource) -> None:
         """Expose the session revocation metrics (issue 15); the hot path only bumps plain ints."""
@@ -185,11 +180,11 @@ class Metrics:
             registry=self.registry,
         )
         service.stats.lag_observer = lag.observe
-        self.registry.register(_RevocationCollector(service))
+        self.registry.register(RevocationCollector(service))
 
     def watch_api_keys(self, source: ApiKeyExpirySource) -> None:
         """Expose the expiries of the API keys in use (`webhook.observability.apikeyexpiry`), read at scrape time."""
-        self.registry.register(_ApiKeyExpiryCollector(source))
+        self.registry.register(ApiKeyExpiryCollector(source))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
@@ -226,227 +221,3 @@ class RealmLabels:
         if realm is None:
             return NO_REALM
         return realm if realm in self._labels else OTHER_REALM
-
-
-@dataclass(frozen=True, slots=True)
-class RealmHealth:
-    """How one prefetched realm's keys stand (`webhook/auth/jwks.py` computes it, metrics expose it)."""
-
-    realm: str
-    state: str  # one of REALM_STATES
-    failures: int  # failed fetches since the last successful one
-    key_age: float | None  # seconds since the last successful fetch; None: never loaded
-    usable_for: float  # seconds left before the keys stop being used (0: none usable)
-    fetches: Mapping[str, int]  # fetch outcome -> count
-
-
-class JwksHealthSource(Protocol):
-    """What the per-realm JWKS metrics read from the cache."""
-
-    def pinned_health(self) -> Iterable[RealmHealth]: ...
-
-
-class _JwksRealmCollector(Collector):
-    """Per-realm JWKS series for the prefetched realms only: their names come from the configuration,
-    so a token can never add a series here."""
-
-    def __init__(self, source: JwksHealthSource) -> None:
-        self._source = source
-
-    def collect(self) -> Iterator[Metric]:
-        fetches = CounterMetricFamily(
-            "webhook_jwks_realm_fetches",
-            "JWKS fetches of each prefetched realm by outcome (all realms: webhook_jwks_fetches_total).",
-            labels=["realm", "outcome"],
-        )
-        state = GaugeMetricFamily(
-            "webhook_jwks_realm_state",
-            "1 for the state each prefetched realm's keys are in (fresh, stale, loading, failed, missing).",
-            labels=["realm", "state"],
-        )
-        failures = GaugeMetricFamily(
-            "webhook_jwks_realm_fetch_failures",
-            "Failed JWKS fetches of each prefetched realm since its last successful one.",
-            labels=["realm"],
-        )
-        age = GaugeMetricFamily(
-            "webhook_jwks_realm_key_age_seconds",
-            "Seconds since each prefetched realm's keys were last fetched successfully (absent: never).",
-            labels=["realm"],
-        )
-        usable = GaugeMetricFamily(
-            "webhook_jwks_realm_usable_seconds",
-            "Seconds left before each prefetched realm's keys stop being used (TTL + max stale - age; 0: none).",
-            labels=["realm"],
-        )
-        for realm in self._source.pinned_health():
-            for outcome in FETCH_OUTCOMES:
-                fetches.add_metric([realm.realm, outcome], realm.fetches.get(outcome, 0))
-            for name in REALM_STATES:
-                state.add_metric([realm.realm, name], 1.0 if realm.state == name else 0.0)
-            failures.add_metric([realm.realm], realm.failures)
-            if realm.key_age is not None:
-                age.add_metric([realm.realm], realm.key_age)
-            usable.add_metric([realm.realm], realm.usable_for)
-        yield from (fetches, state, failures, age, usable)
-
-
-class TokenCacheStats(Protocol):
-    """What the metrics read from the verified-token cache."""
-
-    hits: int
-    misses: int
-
-    def sizes(self) -> tuple[int, int]: ...
-
-
-class _TokenCacheCollector(Collector):
-    def __init__(self, cache: TokenCacheStats) -> None:
-        self._cache = cache
-
-    def collect(self) -> Iterator[Metric]:
-        lookups = CounterMetricFamily(
-            "webhook_token_cache_lookups", "Verified-token cache lookups by result.", labels=["result"]
-        )
-        lookups.add_metric(["hit"], self._cache.hits)
-        lookups.add_metric(["miss"], self._cache.misses)
-        yield lookups
-        entries = GaugeMetricFamily("webhook_token_cache_entries", "Entries held, by kind.", labels=["kind"])
-        good, bad = self._cache.sizes()
-        entries.add_metric(["verified"], good)
-        entries.add_metric(["rejected"], bad)
-        yield entries
-
-
-class RevocationStatsSource(Protocol):
-    """What the metrics read from the revocation service (`webhook.revocation.service`)."""
-
-    @property
-    def stats(self) -> Any: ...
-
-    @property
-    def set(self) -> Any: ...
-
-    def uncertain(self) -> bool: ...
-
-
-class _RevocationCollector(Collector):
-    def __init__(self, service: RevocationStatsSource) -> None:
-        self._service = service
-
-    def collect(self) -> Iterator[Metric]:
-        service = self._service
-        received = CounterMetricFamily(
-            "webhook_revocations_received",
-            "Back-channel logout requests by result (taken, rejected, replayed, unavailable).",
-            labels=["result"],
-        )
-        for result, count in service.stats.received.items():
-            received.add_metric([result], count)
-        yield received
-        yield CounterMetricFamily(
-            "webhook_revocations_applied",
-            "Revocations this process started holding (its own, notified, or read on (re)connect).",
-            value=service.stats.applied,
-        )
-        yield CounterMetricFamily(
-            "webhook_revocation_hits",
-            "Tokens refused because their session was revoked (or revocations were uncertain, fail closed).",
-            value=service.set.hits,
-        )
-        yield GaugeMetricFamily(
-            "webhook_revocation_uncertain",
-            "1 while this process cannot be sure it holds every revocation (link down past the bound).",
-            value=1 if service.uncertain() else 0,
-        )
-
-
-class TrackedApiKey(Protocol):
-    @property
-    def realm(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def expires_at(self) -> float: ...
-
-
-class ApiKeyExpirySource(Protocol):
-    """What the API-key expiry metrics read from the tracker (`webhook.observability.apikeyexpiry.ApiKeyExpiries`)."""
-
-    @property
-    def untracked(self) -> int: ...
-
-    def tracked(self) -> Iterable[TrackedApiKey]: ...
-
-
-class _ApiKeyExpiryCollector(Collector):
-    """One series per tracked API key: its labels are bounded by the tracker (tenant realms, template
-    key names, a cap), so no token can add series without bound."""
-
-    def __init__(self, source: ApiKeyExpirySource) -> None:
-        self._source = source
-
-    def collect(self) -> Iterator[Metric]:
-        expiry = GaugeMetricFamily(
-            "webhook_api_key_expiry_timestamp_seconds",
-            "When each API key in use expires (epoch seconds; claim api_key.exp of its verified tokens).",
-            labels=["realm", "key"],
-        )
-        for key in self._source.tracked():
-            expiry.add_metric([key.realm, key.name], key.expires_at)
-        yield expiry
-        yield CounterMetricFamily(
-            "webhook_api_keys_untracked",
-            "API keys in use not tracked for expiry because the tracker was full of keys expiring sooner.",
-            value=self._source.untracked,
-        )
-
-
-class DecisionStats:
-    """Hook decision counters and the latency histogram as plain numbers (the hot path pays no lock).
-
-    The service decides on one event-loop thread; a collector turns these into
-    `webhook_decisions_total{result,reason}` and `webhook_decision_seconds` at scrape time.
-    """
-
-    __slots__ = ("allowed", "anonymous", "buckets", "rejected", "seconds")
-
-    def __init__(self) -> None:
-        self.allowed = 0
-        self.anonymous = 0
-        self.rejected: dict[Reason, int] = dict.fromkeys(Reason, 0)
-        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
-        self.seconds = 0.0
-
-    def observe(self, seconds: float) -> None:
-        """Count one decision's duration."""
-        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.seconds += seconds
-
-
-class _DecisionCollector(Collector):
-    def __init__(self, stats: DecisionStats) -> None:
-        self._stats = stats
-
-    def collect(self) -> Iterator[Metric]:
-        stats = self._stats
-        decisions = CounterMetricFamily(
-            "webhook_decisions", "Auth hook decisions by result and reason.", labels=["result", "reason"]
-        )
-        decisions.add_metric(["allow", ""], stats.allowed)
-        decisions.add_metric(["anonymous", ""], stats.anonymous)
-        for reason, count in stats.rejected.items():
-            decisions.add_metric(["reject", reason.value], count)
-        yield decisions
-        cumulative, running = [], 0
-        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), stats.buckets, strict=True):
-            running += count
-            cumulative.append((bound, running))
-        yield HistogramMetricFamily(
-            "webhook_decision_seconds",
-            "Time to decide one auth hook request.",
-            buckets=cumulative,
-            sum_value=stats.seconds,
-        )

@@ -6,6 +6,7 @@ what the service owns and how the live realm differs (`reconcile.py`, pure), the
 create, converge and read it back (`reconciler.py`) through python-keycloak behind our seam
 (`keycloakadmin.py`), retrying with backoff until it is done (configuration errors fail at once).
 
-May import: `core`, `config`, `observability`, `db`. Never `auth`, `revocation`, `actions`, the
-composition root or `testing`.
+May import: `core`, `config`, `observability`, `db`, `revocation` (revoking or rotating an API key
+ends its tokens through the revocation store) and what lies below it. Never `actions`, the composition root
+or `testing`.
 """

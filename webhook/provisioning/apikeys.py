@@ -11,16 +11,27 @@ Rules of this module:
 - Secrets: Keycloak generates them; they are returned to the caller once (create, rotate) and never
   stored, logged or put in a row or an error message.
 - Revoking deletes the client: Keycloak deletes its service account with it, and issues no token for
-  it any more. `on_revoked(realm, service_account_id)` (when given) lets the service end the key's
-  live tokens at once; without it they last until their `exp` (the realm's access token lifespan).
+  it any more. With a `revoker` (`webhook.revocation.userrevoker`; the service's revocations are on) the key's
+  live tokens end too: a user revocation of the service account (`sub` of every client-credentials
+  token; they carry no `sid`) is stored in the same transaction as the record, so both commit only
+  after Keycloak answered, and every replica refuses the tokens within a second (`session_revoked`).
+  Its cutoff is now + the clock leeway: the account is gone, no later token can exist, and a
+  Keycloak clock slightly ahead of ours must not let a token issued just before the delete through.
+  Without a revoker the live tokens last until their `exp` (the realm's access token lifespan).
+- Rotating ends the tokens obtained with the old secret the same way (the rotation may answer a
+  leaked secret): cutoff = our clock when Keycloak answered the new secret. Keycloak's `iat` is in
+  whole seconds, so the answer waits until that second is over: every token fetched with the new
+  secret then has a later `iat` and is never refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import math
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -29,6 +40,7 @@ from webhook.db.datastore import DataStore
 from webhook.db.models import ApiKeyEvent
 from webhook.provisioning.apikeyclient import ApiKeyInfo, ApiKeySpec, client_representation, is_api_key, key_info
 from webhook.provisioning.keycloakadmin import KeycloakAdmin, KeycloakAdminError
+from webhook.revocation.userrevoker import UserRevoker
 
 Source = Literal["action", "cli"]
 MAX_KEYS_PER_REALM: Final = 1000
@@ -69,9 +81,6 @@ class IssuedKey:
     secret: str
 
 
-RevokedHook = Callable[[str, str], Awaitable[None]]
-
-
 class ApiKeyService:
     """See the module rules."""
 
@@ -82,13 +91,13 @@ class ApiKeyService:
         *,
         wall_clock: Callable[[], float],
         audiences: Iterable[str] = (),
-        on_revoked: RevokedHook | None = None,
+        revoker: UserRevoker | None = None,
     ) -> None:
         self._admin = admin
         self._store = store
         self._now = wall_clock
         self._audiences = tuple(audiences)
-        self._on_revoked = on_revoked
+        self._revoker = revoker
 
     def now(self) -> dt.datetime:
         """The injected wall clock as an aware UTC datetime."""
@@ -159,30 +168,48 @@ class ApiKeyService:
         return IssuedKey(info, realm, secret)
 
     async def rotate(self, tenant_id: str, name: str, actor: Actor) -> IssuedKey:
-        """A new secret for the key; the old one stops working at once."""
+        """A new secret for the key; the old one stops working at once, and (with a revoker) its tokens too."""
         realm = tenant_realm_name(tenant_id)
         client = await self._find(realm, name)
         info = key_info(client)
+        revoker = self._revoker
+        account_id = await self._account_id(realm, str(client.get("id"))) if revoker is not None else None
         async with self._store.transaction() as session:
             session.add(self._row("rotate", tenant_id, info, actor))
             await session.flush()
             secret = await self._admin.regenerate_secret(realm, str(client.get("id")))
+            revocation = None
+            if revoker is not None and account_id is not None:  # the old secret's tokens: issued up to now
+                revocation = revoker.revocation(realm, account_id)
+                await revoker.store(session, revocation)
+        if revoker is not None and revocation is not None:
+            revoker.held(revocation, why="api_key_rotate")
+            await asyncio.sleep(max(0.0, math.floor(revocation.before) + 1 - self._now()))  # see module rules
         return IssuedKey(info, realm, secret)
 
+    async def _account_id(self, realm: str, client_uuid: str) -> str | None:
+        account = await self._admin.service_account(realm, client_uuid)
+        found = account.get("id")
+        return found if isinstance(found, str) and found else None
+
     async def revoke(self, tenant_id: str, name: str, actor: Actor) -> ApiKeyInfo:
-        """Delete the key's client (no new tokens), then end its live tokens if the service can."""
+        """Delete the key's client (no new tokens) and end its live tokens (with a revoker: module rules)."""
         realm = tenant_realm_name(tenant_id)
         client = await self._find(realm, name)
         info = key_info(client)
         client_uuid = str(client.get("id"))
-        account = await self._admin.service_account(realm, client_uuid)
+        revoker = self._revoker
+        account_id = await self._account_id(realm, client_uuid) if revoker is not None else None
+        revocation = None
         async with self._store.transaction() as session:
             session.add(self._row("revoke", tenant_id, info, actor))
+            if revoker is not None and account_id is not None:  # every token of the account (module rules)
+                revocation = revoker.revocation(realm, account_id, before=self._now() + revoker.leeway)
+                await revoker.store(session, revocation)
             await session.flush()
             await self._admin.delete_client(realm, client_uuid)
-        account_id = account.get("id")
-        if self._on_revoked is not None and isinstance(account_id, str):
-            await self._on_revoked(realm, account_id)
+        if revoker is not None and revocation is not None:
+            revoker.held(revocation, why="api_key_revoke")
         return info
 
 

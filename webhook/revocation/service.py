@@ -168,6 +168,10 @@ class RevocationService:
         while replays and (len(replays) > REPLAY_CACHE_SIZE or next(iter(replays.values())) <= now):
             replays.popitem(last=False)
 
+    def hold(self, revocation: Revocation) -> bool:
+        """Hold a revocation this process has just stored itself (operators, API keys): refused at once."""
+        return self._hold(revocation)
+
     def _hold(self, revocation: Revocation) -> bool:
         changed = self.set.apply(revocation)
         if changed:

@@ -9,6 +9,10 @@ the checks every call passes first are ``webhook/testing/adminhttp.py``, the sta
 - `partialImport` with `ifResourceExists` SKIP or OVERWRITE, clients and their mappers, client secrets,
   service-account users, realm roles, user role mappings, default-role composites (`roles-by-id`),
   realm DELETE.
+- The API-key calls (`webhook/provisioning/apikeyclient.py`, checked by tests/keycloak/test_contract.py):
+  `POST .../clients` (201 with the new id in `Location`; 409 for a taken clientId), `DELETE
+  .../clients/{id}` (its secret and service-account user go with it), `POST .../client-secret` (a new
+  secret; the old one stops working).
 - The endpoint table is ``_routes``: a new endpoint is one row there and one handler below it.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import secrets
 import uuid
 
 from starlette.applications import Starlette
@@ -47,11 +52,11 @@ class FakeAdminApi(AdminHttp):
             Route("/realms/", self._realms, methods=["GET", "POST"]),  # Keycloak takes the slash too
             Route(base, self._realm, methods=["GET", "PUT", "DELETE"]),
             Route(base + "/partialImport", self._partial_import, methods=["POST"]),
-            Route(base + "/clients", self._clients, methods=["GET"]),
-            Route(client, self._client_endpoint, methods=["GET", "PUT"]),
+            Route(base + "/clients", self._clients, methods=["GET", "POST"]),
+            Route(client, self._client_endpoint, methods=["GET", "PUT", "DELETE"]),
             Route(client + "/protocol-mappers/models", self._mappers, methods=["GET", "POST"]),
             Route(client + "/protocol-mappers/models/{mapper}", self._mapper, methods=["PUT", "DELETE"]),
-            Route(client + "/client-secret", self._secret, methods=["GET"]),
+            Route(client + "/client-secret", self._secret, methods=["GET", "POST"]),
             Route(client + "/service-account-user", self._service_account, methods=["GET"]),
             Route(base + "/roles", self._roles, methods=["GET"]),
             Route(base + "/roles/{role}", self._role, methods=["GET"]),
@@ -116,6 +121,8 @@ class FakeAdminApi(AdminHttp):
         realm, refused = await self._realm_for(request)
         if realm is None:
             return refused  # type: ignore[return-value]
+        if request.method == "POST":
+            return await self._create_client(request, realm)
         wanted = request.query_params.get("clientId")
         found = [
             {**copy.deepcopy(c), **({"secret": realm.secrets[k]} if k in realm.secrets else {})}
@@ -124,13 +131,32 @@ class FakeAdminApi(AdminHttp):
         ]
         return self._ok(request, str(realm.top["realm"]), found)
 
+    async def _create_client(self, request: Request, realm: AdminRealm) -> Response:
+        name = str(realm.top["realm"])
+        body = await self._json(request)
+        client_id = body.get("clientId") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(client_id, str) or not client_id:
+            return self._refuse(request, name, 400, {"errorMessage": "invalid representation"})
+        if any(c.get("clientId") == client_id for c in realm.clients.values()):
+            return self._refuse(request, name, 409, {"errorMessage": f"Client {client_id} already exists"})
+        key = self._add_client(realm, body)
+        self._record(request, 201, name)
+        return Response(status_code=201, headers={"Location": f"{str(request.url).rstrip('/')}/{key}"})
+
     async def _client_endpoint(self, request: Request) -> Response:
         found = await self._client_for(request)
         if isinstance(found, Response):
             return found
-        _, name, client = found
+        realm, name, client = found
         if request.method == "GET":
             return self._ok(request, name, copy.deepcopy(client))
+        if request.method == "DELETE":
+            key = str(client["id"])
+            del realm.clients[key]
+            realm.secrets.pop(key, None)
+            for user in [uid for uid, u in realm.users.items() if u.get("client") == key]:
+                del realm.users[user]  # Keycloak deletes the service-account user with its client
+            return self._ok(request, name, status=204)
         body = await self._json(request)
         if not isinstance(body, dict):
             return self._refuse(request, name, 400, {"errorMessage": "invalid representation"})
@@ -180,6 +206,8 @@ class FakeAdminApi(AdminHttp):
         if key not in realm.secrets:
             self._record(request, 404, str(realm.top["realm"]))
             return JSONResponse({"error": "Could not find client"}, 404)
+        if request.method == "POST":
+            realm.secrets[key] = secrets.token_urlsafe(24)
         return self._ok(request, str(realm.top["realm"]), {"type": "secret", "value": realm.secrets[key]})
 
     async def _service_account(self, request: Request) -> Response:
@@ -187,6 +215,8 @@ class FakeAdminApi(AdminHttp):
         if realm is None:
             return refused  # type: ignore[return-value]
         key = str(request.path_params["client"])
+        if key not in realm.clients:
+            return self._refuse(request, str(realm.top["realm"]), 404, {"error": "Could not find client"})
         user = next((uid for uid, u in realm.users.items() if u.get("client") == key), None)
         if user is None:
             self._record(request, 400, str(realm.top["realm"]))

@@ -11,12 +11,15 @@ the HTTP side, status codes and bodies, is ``webhook/testing/adminhttp.py`` and 
   default role) and keeps its top level apart (what `GET` returns); ``_import`` is `partialImport`'s
   SKIP / OVERWRITE (clients recreated with new ids and secrets); a confidential client gets a generated
   secret and a service-account client its user (with the default roles only).
+- ``service_credentials``: the client-credentials grant of a realm's confidential service-account client
+  (an API key; checked by tests/keycloak/test_api_key_contract.py).
 - No IO and no HTTP here: plain state the endpoints read and change.
 """
 
 from __future__ import annotations
 
 import copy
+import hmac
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
@@ -193,7 +196,7 @@ class AdminModel:
             self._add_client(realm, client)
         return counts
 
-    def _add_client(self, realm: AdminRealm, client: Mapping[str, Any]) -> None:
+    def _add_client(self, realm: AdminRealm, client: Mapping[str, Any]) -> str:
         key = str(uuid.uuid4())
         stored = {k: copy.deepcopy(v) for k, v in client.items() if k not in ("id", "secret", "protocolMappers")}
         stored["id"] = key
@@ -209,9 +212,29 @@ class AdminModel:
                 "client": key,
                 "roles": {realm.default_role},
             }
+        return key
 
     def _may_manage(self, realm: AdminRealm) -> bool:
         return self._superuser or (self._client is not None and realm.creator == self._client[1])
+
+    def service_credentials(self, realm: str, client_id: str, secret: str) -> tuple[dict[str, Any], str] | str:
+        """The client-credentials grant of a realm's client: (the client, its service account's id), or the
+        OAuth error Keycloak 26 answers (401): `invalid_client` for no such client, `unauthorized_client`
+        for a wrong secret or a client without service accounts."""
+        held = self.realms.get(realm)
+        found = (
+            None if held is None else next((c for c in held.clients.values() if c.get("clientId") == client_id), None)
+        )
+        if held is None or found is None:
+            return "invalid_client"
+        key = str(found["id"])
+        expected = held.secrets.get(key)
+        if expected is None or not hmac.compare_digest(secret.encode(), expected.encode()):
+            return "unauthorized_client"
+        account = next((uid for uid, u in held.users.items() if u.get("client") == key), None)
+        if account is None or not found.get("serviceAccountsEnabled") or found.get("enabled") is False:
+            return "unauthorized_client"
+        return copy.deepcopy(found), account
 
     def service_account_roles(self, realm: str, client_id: str) -> set[str]:
         """Realm roles of a client's service-account user (tests read what provisioning assigned)."""

@@ -5,7 +5,8 @@ It is composed of what it fakes, one module each:
 - ``webhook/testing/realm.py``: a realm (``FakeRealm``), its keys and their states;
 - ``webhook/testing/tokens.py``: Keycloak-shaped access and logout tokens (``mint``, ``logout_token``);
 - ``webhook/testing/oidc.py``: the certs, discovery and token endpoints, their fault modes and records;
-- ``webhook/testing/adminmodel.py`` and ``adminapi.py``: the admin REST API;
+- ``webhook/testing/adminmodel.py``, ``adminhttp.py`` and ``adminapi.py``: the admin REST API;
+- ``webhook/testing/mappers.py``: the claims a client's protocol mappers add;
 - ``webhook/testing/attacker.py``: ``AttackerHost``, the host an attacker controls.
 
 Rules of this module:
@@ -21,7 +22,9 @@ Rules of this module:
   partial-import, client, mapper, role and secret endpoints behind its bearer tokens. A realm created
   there is in ``admin_realms`` and also served (with generated keys), so tokens can be minted
   for it; every admin call is recorded in ``admin_calls``; ``set_admin_behaviour("down")`` makes the
-  admin API (token endpoint included) answer 503.
+  admin API (token endpoint included) answer 503. A confidential service-account client created
+  through the admin API (an API key) gets client-credentials tokens from its realm's token endpoint
+  (``webhook/testing/oidc.py``, its mappers' claims from ``webhook/testing/mappers.py``).
 - The controls (``set_behaviour``, ``add_realm``, ``wait_for_jwks_fetches``...) belong to the event loop
   serving the fake; call them from that loop's thread.
 """
@@ -43,7 +46,7 @@ from webhook.testing.keys import DROP, AsymmetricKey, SigningKey, attacker_key, 
 from webhook.testing.oidc import Behaviour, OidcEndpoints
 from webhook.testing.realm import FakeRealm
 from webhook.testing.server import serve_asgi, serve_asgi_in_thread
-from webhook.testing.tokens import HASURA_CLAIMS, ROLES, TokenMinter
+from webhook.testing.tokens import HASURA_CLAIMS, ROLES
 
 __all__ = [
     "DROP",
@@ -60,7 +63,7 @@ __all__ = [
 ]
 
 
-class FakeKeycloak(TokenMinter, OidcEndpoints):
+class FakeKeycloak(OidcEndpoints):
     """Keycloak's realm key endpoints, served for real, plus a minter of Keycloak-shaped tokens.
 
     Use ``async with FakeKeycloak.start() as kc`` in tests; ``FakeKeycloak(issuer_base=...)`` alone mints

@@ -4,13 +4,17 @@ Rules of this module:
 - Paths, status codes, headers and JSON shapes are Keycloak's:
   ``/realms/{realm}/protocol/openid-connect/certs`` (``Cache-Control: no-cache``),
   ``/realms/{realm}/.well-known/openid-configuration``, ``/realms/{realm}/protocol/openid-connect/token``
-  (the admin realm's client-credentials grant, handed to the admin API) and, for an unknown realm,
+  (the admin realm's client-credentials grant, handed to the admin API; in a realm the admin API holds,
+  that of its confidential service-account clients, API keys: ``sub`` = the service account, no ``sid``,
+  its mappers' claims, no ``realm_access`` or ``aud: account`` with full scope off; 401
+  ``unauthorized_client`` for a wrong secret, ``invalid_client`` for a deleted client, as Keycloak
+  26.7.3: tests/keycloak/test_api_key_contract.py) and, for an unknown realm,
   404 ``{"error": "Realm does not exist"}``. Any other path is a 404.
 - Fault modes (``Behaviour``, per realm or for all) never sleep: "slow" blocks on an event set by
   ``release_slow()`` and by shutdown.
 - Everything received is recorded (``requests``, ``jwks_fetches``) before it is answered.
-- ``OidcEndpoints`` is a base of ``FakeKeycloak``: it serves the realms in ``_realms`` and hands the
-  admin realm's token requests to ``admin_api``. Its controls (``set_behaviour``,
+- ``OidcEndpoints`` is a base of ``FakeKeycloak`` (and a ``TokenMinter``): it serves the realms in ``_realms``
+  and hands the admin realm's token requests to ``admin_api``. Its controls (``set_behaviour``,
   ``wait_for_jwks_fetches``...) belong to the event loop serving the fake; call them from that loop's thread.
 """
 
@@ -20,7 +24,7 @@ import asyncio
 import base64
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -37,8 +41,9 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook.testing.adminapi import FakeAdminApi
-from webhook.testing.keys import json_bytes
-from webhook.testing.realm import FakeRealm
+from webhook.testing.keys import DROP, json_bytes
+from webhook.testing.mappers import mapped_claims
+from webhook.testing.tokens import HASURA_CLAIMS, TokenMinter
 
 __all__ = ["Behaviour", "OidcEndpoints"]
 
@@ -69,10 +74,10 @@ async def _huge_body() -> AsyncIterator[bytes]:
     yield b'"}'
 
 
-class OidcEndpoints:
-    """Keycloak's realm endpoints over the realms in ``_realms`` (a base of ``FakeKeycloak``)."""
+class OidcEndpoints(TokenMinter):
+    """Keycloak's realm endpoints over the realms in ``_realms``, serving the minter's tokens (a base of
+    ``FakeKeycloak``)."""
 
-    _realms: dict[str, FakeRealm]
     admin_api: FakeAdminApi
 
     def __init__(self) -> None:
@@ -223,13 +228,59 @@ class OidcEndpoints:
 
     async def _token(self, request: Request) -> Response:
         name = str(request.path_params["realm"])
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        client_id, secret = self._client_credentials(request, form)
+        grant = form.get("grant_type", [""])[0]
         if name != self.admin_api.admin_realm:
             if name not in self._realms:
                 return _realm_missing()
+            if grant == "client_credentials" and name in self.admin_api.realms:
+                return self._service_token(name, client_id, secret)
             return JSONResponse({"error": "unauthorized_client", "error_description": "Invalid client"}, 401)
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        client_id, secret = self._client_credentials(request, form)
-        return await self.admin_api.token(request, client_id, secret, form.get("grant_type", [""])[0])
+        return await self.admin_api.token(request, client_id, secret, grant)
+
+    def _service_token(self, realm: str, client_id: str, secret: str) -> Response:
+        """The client-credentials grant of a client the admin API holds: its mappers' claims, no sid."""
+        found = self.admin_api.service_credentials(realm, client_id, secret)
+        if isinstance(found, str):
+            return JSONResponse(
+                {"error": found, "error_description": "Invalid client or Invalid client credentials"}, 401
+            )
+        client, account = found
+        mapped, audiences = mapped_claims(client.get("protocolMappers"), account)
+        hasura = mapped.pop(HASURA_CLAIMS, {})
+        extra: dict[str, Any] = {
+            **mapped,
+            "preferred_username": f"service-account-{client_id}",
+            "client_id": client_id,
+            "email_verified": False,
+            **dict.fromkeys(("name", "given_name", "family_name", "email"), DROP),  # a service account has none
+        }
+        full_scope = client.get("fullScopeAllowed", True) is not False
+        if not full_scope:  # no realm role is in the client's scope: no realm_access, no account audience
+            extra["realm_access"] = DROP
+        if audiences:
+            extra["aud"] = audiences[0] if len(audiences) == 1 else audiences
+        token = self.mint(
+            realm,
+            sub=account,
+            roles=[f"default-roles-{realm}"] if full_scope else [],
+            default_role=str(hasura.get("x-hasura-default-role", "")),
+            hasura_claims=hasura,
+            claims=extra,
+            azp=client_id,
+            grant="client_credentials",
+        )
+        return JSONResponse(
+            {
+                "access_token": token,
+                "expires_in": 300,
+                "refresh_expires_in": 0,
+                "token_type": "Bearer",
+                "not-before-policy": 0,
+                "scope": "profile email",
+            }
+        )
 
 
 def _realm_missing() -> Response:
