@@ -26,8 +26,8 @@ from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin
 from webhook.provisioning.templates import PortalUrls, hasura_claims
 from webhook.provisioning.worker import ProvisioningWorker, WorkerPolicy
 from webhook.settings import Settings
+from webhook.testing.adminmodel import GRANT_BYTES
 from webhook.testing.adminsetup import client_token, create_admin_client
-from webhook.testing.fakeadmin import GRANT_BYTES
 from webhook.testing.realkeycloak import RealKeycloak
 from webhook.wiring import Dependencies, build_runtime
 

@@ -9,7 +9,7 @@ from pydantic import SecretStr
 from webhook.provisioning.keycloakadmin import AdminCredentials, AdminDenied, AdminHeaderTooLarge, KeycloakAdmin
 from webhook.provisioning.reconciler import RealmReconciler
 from webhook.provisioning.templates import load_template, render
-from webhook.testing.fakeadmin import GRANT_BYTES
+from webhook.testing.adminmodel import GRANT_BYTES
 from webhook.testing.keycloak import FakeKeycloak
 
 pytestmark = pytest.mark.anyio
