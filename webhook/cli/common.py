@@ -6,15 +6,16 @@ Rules of this module:
 - `load_settings()` reads the process environment once per command; a bad setting exits 2 naming
   the variable.
 - `with_engine()`, `with_session()` and `with_store()` run a job on the settings' database and
-  exit 1 naming the database (never its password) on any error.
+  exit 1 naming the database (by its masked URL) on any error.
 - `format_table()` cells print claimed values: non-printables become '?' and long ones are cut.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import NoReturn, TypeVar
 
 import click
@@ -62,13 +63,21 @@ def format_table(headers: list[tuple[str, int]], rows: Sequence[Sequence[object]
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _database_errors(settings: Settings) -> Iterator[None]:
+    """Any error in the block exits 1 naming the database (by its masked URL) and the error."""
+    try:
+        yield
+    except Exception as exc:
+        fail(f"database {settings.database_url}: {type(exc).__name__}: {exc}", code=1)
+
+
 async def with_engine(settings: Settings, job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Run `job` with an engine for the settings' database; exit 1 naming the database on error."""
     engine = make_engine(settings.database_url.get_secret_value(), schema=settings.database_schema)
     try:
-        return await job(engine)
-    except Exception as exc:
-        fail(f"database {settings.database_url}: {type(exc).__name__}: {exc}", code=1)
+        with _database_errors(settings):
+            return await job(engine)
     finally:
         await engine.dispose()
 
@@ -87,8 +96,7 @@ async def with_store(settings: Settings, job: Callable[[DataStore], Awaitable[T]
     """Run `job` with a `DataStore` on the settings' database; exit 1 naming the database on error."""
     store = DataStore.from_settings(settings)
     try:
-        return await job(store)
-    except Exception as exc:
-        fail(f"database {settings.database_url}: {type(exc).__name__}: {exc}", code=1)
+        with _database_errors(settings):
+            return await job(store)
     finally:
         await store.dispose()
