@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webhook.cli import variables_markdown
+from webhook.cli.service import variables_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"<!-- variables -->\n.*?<!-- /variables -->", re.DOTALL)

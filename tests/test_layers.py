@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import pathlib
 import tomllib
@@ -40,3 +41,19 @@ def test_every_package_says_what_it_owns_and_may_import() -> None:
     """Each package's docstring names what it may import (the rule a reader checks a change against)."""
     for init in sorted((ROOT / "webhook").glob("*/__init__.py")):
         assert "May import" in init.read_text(), init.parent.name
+
+
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_outgrows_one_reader_without_saying_why() -> None:
+    """A module over ~400 lines states why in its docstring (a line starting `Size:`), else it is split."""
+    oversized = []
+    for path in sorted((ROOT / "webhook").rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") <= MAX_MODULE_LINES:
+            continue
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if not any(line.strip().startswith("Size:") for line in docstring.splitlines()):
+            oversized.append(f"{path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    assert not oversized, oversized

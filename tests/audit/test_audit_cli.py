@@ -14,7 +14,8 @@ from tests.audit.support import engine_for, table_totals
 from webhook.audit.fold import fold_records
 from webhook.audit.record import RejectionRecord, token_digest
 from webhook.audit.store import upsert
-from webhook.cli import main, parse_since
+from webhook.cli import main
+from webhook.cli.audit import parse_since
 from webhook.core.reasons import Reason
 from webhook.core.token import TokenFacts
 from webhook.db.engine import migrate
