@@ -206,7 +206,6 @@ class WebhookApp:
             else ActionContext(
                 store=store,
                 wall_clock=deps.wall_clock,
-                super_admin_tenant_id=settings.super_admin_tenant_id,
                 on_created=created,
                 api_keys=api_key_policy(settings, store, client, deps, revocations=runtime.revocations),
             ),

@@ -26,7 +26,6 @@ class ActionContext:
 
     store: DataStore
     wall_clock: Callable[[], float]
-    super_admin_tenant_id: str | None = None
     #: Called after a commit created a row and its provisioning job (wakes the worker, drops caches).
     on_created: Callable[[str], None] = field(default=_nothing)
     #: The API key actions' policy and service (None: those actions answer `unavailable`).

@@ -337,7 +337,7 @@ class CountingSink:
 
     def submit(self, record: RejectionRecord) -> None:
         """Count, then forward (still O(1), no await)."""
-        key = (record.reason.value, self._labels.label(record.realm, record.reason))
+        key = (record.reason.value, self._labels.label(record.realm))
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self._counter.labels(*key)

@@ -14,7 +14,6 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from webhook.core.realms import parse_realm_name
-from webhook.core.reasons import Reason
 from webhook.observability.collectors import (
     FETCH_OUTCOMES,
     ApiKeyExpiryCollector,
@@ -216,8 +215,8 @@ class RealmLabels:
         if realm in self._extra or parse_realm_name(realm) is not None:
             self._labels.add(realm)
 
-    def label(self, realm: str | None, reason: Reason | None = None) -> str:
-        """The label value for `realm` (`reason` is kept for callers; it no longer decides)."""
+    def label(self, realm: str | None) -> str:
+        """The label value for `realm`."""
         if realm is None:
             return NO_REALM
         return realm if realm in self._labels else OTHER_REALM
