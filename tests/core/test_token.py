@@ -309,6 +309,19 @@ def test_parse_rejects_empty_signature() -> None:
     assert rejected(token) is Reason.MALFORMED_TOKEN
 
 
+def test_parse_header_memo_changes_no_outcome() -> None:
+    """The memo of checked headers changes nothing: a refused header is refused every time (never
+    memoised), and a memoised header's token is still refused for its payload or signature."""
+    refused = good_raw({"alg": "RS256", "jku": "https://x"})
+    assert [rejected(refused), rejected(refused)] == [Reason.HEADER_NOT_ALLOWED] * 2
+    assert rejected(good_raw()) is None  # the header is now memoised
+    header = good_raw().split(".")[0]
+    assert rejected(f"{header}.{b64url(b'[1]')}.c2ln") is Reason.MALFORMED_TOKEN
+    assert rejected(f"{header}.{b64url(GOOD_PAYLOAD)}.c2l=") is Reason.MALFORMED_TOKEN
+    assert rejected(f"{header}.{b64url(GOOD_PAYLOAD)}.") is Reason.MALFORMED_TOKEN
+    assert parse(good_raw(), max_bytes=MAX).header == GOOD_HEADER
+
+
 @settings(max_examples=300, database=None, deadline=None)
 @given(st.text(max_size=300))
 def test_parse_arbitrary_text_only_raises_rejected(token: str) -> None:
