@@ -6,8 +6,8 @@ Rules of this module:
   still used past its expiry stays visible), never one it rejected earlier. Keys without an expiry
   are not tracked (nothing to warn about).
 - Label values are bounded: only tenant realms (`tenant-<uuid>`, where API keys live) and key names
-  the template allows (`name_allowed`, from the composition root: the
-  template's rule `webhook.provisioning.apikeyclient.name_problem`, 3-63 of `a-z0-9-`, no reserved client); at most
+  the template allows (`name_allowed`, injected by the composition root: the template's rule
+  `webhook.provisioning.apikeyclient.name_problem`, 3-63 of `a-z0-9-`, no reserved client); at most
   `MAX_TRACKED_KEYS` keys at once. When full, a new key takes the place of the tracked key expiring
   last only if it expires sooner (so a flood of long-lived keys cannot push out one about to expire);
   otherwise it is counted as untracked.
@@ -22,15 +22,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from webhook.core.apikeyclaim import NAME_RE, ApiKeyClaim
+from webhook.core.apikeyclaim import ApiKeyClaim
 from webhook.core.realms import Realm
 
 MAX_TRACKED_KEYS: Final = 1000
 FORGET_AFTER_SECONDS: Final = 2 * 86400
-
-
-def _key_shaped(name: str) -> bool:
-    return NAME_RE.fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +49,10 @@ class ApiKeyExpiries:
         *,
         cap: int = MAX_TRACKED_KEYS,
         forget_after: float = FORGET_AFTER_SECONDS,
-        name_allowed: Callable[[str], bool] = _key_shaped,
+        name_allowed: Callable[[str], bool],
     ) -> None:
         self._now = wall_clock
-        self._name_allowed = name_allowed  # the composition root passes the template's full rule
+        self._name_allowed = name_allowed
         self._cap = cap
         self._forget_after = forget_after
         self._keys: dict[tuple[str, str], tuple[float, float]] = {}  # (realm, name) -> (expires_at, last seen)
