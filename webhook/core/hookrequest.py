@@ -16,6 +16,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from typing import Final, Literal, NamedTuple
 
 import orjson
@@ -55,34 +56,45 @@ class HookRequest(NamedTuple):
     role_ambiguous: bool = False
 
 
-def _build(mode: Literal["GET", "POST"], pairs: Iterable[tuple[str, str]]) -> HookRequest:
-    found: dict[str, str] = {}
-    repeated: set[str] = set()
-    for field, value in pairs:
-        if field in found:
-            repeated.add(field)
-            continue
-        found[field] = value
+_NOT_REPEATED: Final[frozenset[str]] = frozenset()
+
+
+def _build(mode: Literal["GET", "POST"], found: dict[str, str], repeated: AbstractSet[str]) -> HookRequest:
+    """The request from the first value of each wanted field (`found`) and the fields seen again."""
     ip = found.get("ip")
     if ip is not None:
         ip = ip.split(",", 1)[0].strip()
     ip = ip or found.get("real_ip")
+    ua, request_id = found.get("ua"), found.get("request_id")
     return HookRequest(
-        mode=mode,
-        authorization=found.get("authorization"),
-        role=found.get("role"),
-        client_ip=ip[:MAX_FORWARDED_CHARS] if ip else None,
-        user_agent=found["ua"][:MAX_FORWARDED_CHARS] if "ua" in found else None,
-        request_id=found["request_id"][:MAX_FORWARDED_CHARS] if "request_id" in found else None,
-        ambiguous="authorization" in repeated,
-        role_ambiguous="role" in repeated,
+        mode,
+        found.get("authorization"),
+        found.get("role"),
+        ip[:MAX_FORWARDED_CHARS] if ip else None,
+        None if ua is None else ua[:MAX_FORWARDED_CHARS],
+        None if request_id is None else request_id[:MAX_FORWARDED_CHARS],
+        "authorization" in repeated,
+        "role" in repeated,
     )
 
 
 def from_get(headers: Iterable[tuple[bytes, bytes]]) -> HookRequest:
-    """GET mode: ASGI headers (lowercase names, latin-1 bytes)."""
-    wanted = _WANTED_BYTES
-    return _build("GET", ((wanted[n], v.decode("latin-1")) for n, v in headers if n in wanted))
+    """GET mode: ASGI headers (lowercase names, latin-1 bytes). One loop, no per-header objects
+    beyond the decoded values: this runs on every GraphQL request."""
+    wanted = _WANTED_BYTES.get
+    found: dict[str, str] = {}
+    repeated: set[str] | None = None
+    for name, value in headers:
+        field = wanted(name)
+        if field is None:
+            continue
+        if field in found:
+            if repeated is None:
+                repeated = set()
+            repeated.add(field)
+        else:
+            found[field] = value.decode("latin-1")
+    return _build("GET", found, _NOT_REPEATED if repeated is None else repeated)
 
 
 def from_post(body: bytes) -> HookRequest:
@@ -109,15 +121,19 @@ def from_post_headers(raw: bytes) -> HookRequest:
 def _from_headers(headers: object) -> HookRequest:
     if type(headers) is not dict:
         raise BadHookBody('body has no "headers" object')
-    pairs = []
+    found: dict[str, str] = {}
+    repeated: set[str] = set()
     for name, value in headers.items():
         field = _WANTED.get(name.lower())
         if field is None:
             continue
         if type(value) is not str:
             raise BadHookBody(f'header "{name[:64]}" is not a string')
-        pairs.append((field, value))
-    return _build("POST", pairs)
+        if field in found:
+            repeated.add(field)
+        else:
+            found[field] = value
+    return _build("POST", found, repeated)
 
 
 def bearer_token(request: HookRequest) -> str | None:
