@@ -2,6 +2,7 @@
 # Benchmark the auth hook against a bare Starlette endpoint, in the same run, with wrk.
 #
 #   bench/run.sh                      # all scenarios: warm cold mixed bad bad_pg unknown_kid post
+#   bench/run.sh warm warm_rev cold cold_rev   # the revocation check's cost, side by side in one run
 #   bench/run.sh warm bad             # some scenarios
 #   bench/run.sh --workers-compare    # warm with --workers 1 vs 2 (servers then on both cores)
 #   ROUNDS=1 DURATION=3s bench/run.sh warm bad     # a quick look
@@ -13,6 +14,9 @@
 #   SERVICE_ENV ("" : extra VAR=value words for the service, e.g. "JWKS_MIN_REFETCH_SECONDS=5")
 #   PRELOAD_REVOCATIONS (0; N: the service runs with REVOCATIONS=true and N active revocations of the
 #      bench realm pre-loaded by bench/revocations.py, none covering a bench token)
+#   REVOKED (10000: the active revocations the warm_rev/cold_rev scenarios run with: the same requests as
+#      warm/cold, our service with REVOCATIONS=true and that many revocations pre-loaded, none covering a
+#      bench token; the other scenarios of the same run keep revocations off)
 #   KEEP_LOGS (0: service logs over 2 MB are cut to their first and last 100 lines after each run)
 #   WAIT_QUIET (60: before each measured run wait up to this many seconds until the servers' and wrk's
 #      cores are < QUIET_PCT (15) % busy over 1 s with our server idle, i.e. other processes leave them
@@ -52,7 +56,7 @@ WAIT_QUIET=${WAIT_QUIET:-60} QUIET_PCT=${QUIET_PCT:-15} REDO=${REDO:-2} DISTURBE
 export THREADS=${THREADS:-1}
 AUDIT_ROWS=${AUDIT_ROWS:-1000000} AUDIT_RESET=${AUDIT_RESET:-0}
 PG_URL=${PG_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/test} PG_SCHEMA=${PG_SCHEMA:-bench_audit}
-ALL_SCENARIOS=(warm cold mixed bad bad_pg unknown_kid post)
+ALL_SCENARIOS=(warm cold mixed bad bad_pg unknown_kid post warm_rev cold_rev)
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 
@@ -64,7 +68,7 @@ for arg in "$@"; do
     -h|--help) sed -n '2,30p' "$BENCH/run.sh" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --workers-compare) COMPARE=1 ;;
     unknown-kid) SCENARIOS+=(unknown_kid) ;;
-    warm|cold|mixed|bad|bad_pg|unknown_kid|post) SCENARIOS+=("$arg") ;;
+    warm|cold|mixed|bad|bad_pg|unknown_kid|post|warm_rev|cold_rev) SCENARIOS+=("$arg") ;;
     *) die "unknown argument '$arg' (scenarios: ${ALL_SCENARIOS[*]}; option: --workers-compare)" ;;
   esac
 done
@@ -78,7 +82,8 @@ else
 fi
 [[ $DURATION =~ ^([0-9]+)(s|m)?$ ]] || die "DURATION must look like 10s, 3s or 1m, got '$DURATION'"
 DURATION_S=$(( BASH_REMATCH[1] * $([ "${BASH_REMATCH[2]}" = m ] && echo 60 || echo 1) ))
-for v in ROUNDS CONNS WORKERS PAUSE WAIT_QUIET QUIET_PCT REDO DISTURBED_CPU SVC_PORT BARE_PORT KC_PORT THREADS AUDIT_ROWS; do
+REVOKED=${REVOKED:-10000}
+for v in REVOKED ROUNDS CONNS WORKERS PAUSE WAIT_QUIET QUIET_PCT REDO DISTURBED_CPU SVC_PORT BARE_PORT KC_PORT THREADS AUDIT_ROWS; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
 done
 
@@ -156,14 +161,15 @@ jwks_fetches() { curl -sf -m 2 "$KC/__stats/jwks_fetches/$REALM" || echo 0; }
 
 AUDIT_DB=$DATA/audit.sqlite3          # the bad scenario's: pre-filled, kept between runs (AUDIT_RESET=1 empties it)
 OTHER_DB=$DATA/audit-run.sqlite3      # the other scenarios' audit database, new for each run.sh
+REV_DB=$DATA/revoked-run.sqlite3      # warm_rev/cold_rev: audit + REVOKED revocations, new for each run.sh
 SQLITE_URL=sqlite+aiosqlite:///$AUDIT_DB
 wants() { local s; for s in "${SCENARIOS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
-audit_url() { case "$1" in bad_pg) echo "$PG_URL" ;; bad) echo "$SQLITE_URL" ;; *) echo "sqlite+aiosqlite:///$OTHER_DB" ;; esac; }
+audit_url() { case "$1" in bad_pg) echo "$PG_URL" ;; bad) echo "$SQLITE_URL" ;; *_rev) echo "sqlite+aiosqlite:///$REV_DB" ;; *) echo "sqlite+aiosqlite:///$OTHER_DB" ;; esac; }
 audit_rows() { # audit_rows SCENARIO -> rows in that scenario's audit table now
   if [ "$1" = bad_pg ]; then "$PY" "$BENCH/prefill.py" "$PG_URL" --schema "$PG_SCHEMA" --count 2>/dev/null || echo -
   else "$PY" "$BENCH/prefill.py" "$SQLITE_URL" --count 2>/dev/null || echo -; fi
 }
-rm -f "$OTHER_DB" "$OTHER_DB-journal" "$OTHER_DB-wal" "$OTHER_DB-shm"
+rm -f "$OTHER_DB" "$OTHER_DB-journal" "$OTHER_DB-wal" "$OTHER_DB-shm" "$REV_DB" "$REV_DB-journal" "$REV_DB-wal" "$REV_DB-shm"
 if [ "$AUDIT_RESET" = 1 ]; then rm -f "$AUDIT_DB" "$AUDIT_DB-journal" "$AUDIT_DB-wal" "$AUDIT_DB-shm"; fi
 if wants bad && [ "$AUDIT_ROWS" -gt 0 ]; then
   echo "run.sh: pre-filling the SQLite audit table to $AUDIT_ROWS rows"
@@ -198,6 +204,11 @@ if [ "$PRELOAD_REVOCATIONS" -gt 0 ]; then
     --count "$PRELOAD_REVOCATIONS" || die "revocations.py failed"
   SERVICE_ENV="REVOCATIONS=true $SERVICE_ENV"
 fi
+if wants warm_rev || wants cold_rev; then
+  [ "$REVOKED" -gt 0 ] || die "REVOKED must be > 0 for warm_rev/cold_rev"
+  "$PY" "$BENCH/revocations.py" --database "sqlite+aiosqlite:///$REV_DB" --realm "$REALM" \
+    --count "$REVOKED" || die "revocations.py failed"
+fi
 
 code_version() { # fingerprint of the service's source at this moment (others may be editing it)
   find "$ROOT/webhook" -name '*.py' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-10
@@ -209,6 +220,7 @@ start_server() { # start_server TARGET WORKERS LOG SCENARIO -> SRV_PID, URL
   local target=$1 workers=$2 log=$3 scen=$4 cpus db_env; cpus=$(cpus_for "$workers")
   db_env="DATABASE_URL=$(audit_url "$scen")"
   [ "$scen" = bad_pg ] && db_env="$db_env DATABASE_SCHEMA=$PG_SCHEMA DATABASE_AUTO_MIGRATE=false"
+  case "$scen" in *_rev) db_env="$db_env REVOCATIONS=true" ;; esac
   if [ "$target" = bare ]; then
     URL=http://127.0.0.1:$BARE_PORT/hasura/auth
     taskset -c "$cpus" "$ROOT/.venv/bin/uvicorn" bare:app --app-dir "$BENCH" --http httptools --loop uvloop \
@@ -265,8 +277,8 @@ check_server() { # check_server TARGET SCENARIO
 
 wrk_args() { # wrk_args SCENARIO -> the script arguments
   case "$1" in
-    warm) echo "loop $WARM_FILE" ;;
-    cold) echo "stream $COLD_FILE" ;;
+    warm|warm_rev) echo "loop $WARM_FILE" ;;
+    cold|cold_rev) echo "stream $COLD_FILE" ;;
     mixed) echo "mixed $WARM_FILE $COLD_FILE" ;;
     bad|bad_pg) echo "stream $BAD_FILE" ;;
     unknown_kid) echo "loop $UNKNOWN_FILE" ;;
@@ -321,7 +333,7 @@ run_one() { # run_one ROUND SCENARIO WORKERS TARGET ATTEMPT: appends one row to 
     start_server "$target" "$workers" "$log" "$scen" || die "$target did not become ready (log: $log)"; }
   check_server "$target" "$scen" || die "$target answered wrongly before measuring (log: $log)"
   case "$scen" in
-    warm|mixed) run_wrk "$WARMUP" warm > "$OUT/warmup-$tag.txt" ;;
+    warm|warm_rev|mixed) run_wrk "$WARMUP" warm > "$OUT/warmup-$tag.txt" ;;
     post) run_wrk "$WARMUP" post > "$OUT/warmup-$tag.txt" ;;
   esac
   sleep "$PAUSE"
@@ -361,7 +373,7 @@ run_one() { # run_one ROUND SCENARIO WORKERS TARGET ATTEMPT: appends one row to 
   for kv in ${line#RESULT }; do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
   # cold and bad must never present a token twice within a run (the server is fresh for every run):
   # the token file did not wrap, and the verified-token cache (both LRUs) saw no hit
-  case "$scen" in cold|bad|bad_pg)
+  case "$scen" in cold|cold_rev|bad|bad_pg)
     [ "$wraps" = 0 ] || die "$scen: the token file wrapped $wraps time(s) within a run (tokens repeated): prepare.py --cold/--bad N"
     [ "$target" = bare ] || [ "$((c1[0] - c0[0]))" = 0 ] || die "$scen: $((c1[0] - c0[0])) token-cache hits within a run: a token was repeated"
   esac

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 EXPECT_ALL_NON2XX = {"bad", "bad_pg", "unknown_kid"}
-# issue 14 targets: minimum ratio to bare; p99 at most this many times bare's
-TARGET_RATIO = {"warm": 1.00, "cold": 0.45, "bad": 0.40, "bad_pg": 0.40}
+# issue 14 targets (warm_rev: issue 15's): minimum ratio to bare; p99 at most this many times bare's
+TARGET_RATIO = {"warm": 1.00, "cold": 0.45, "bad": 0.40, "bad_pg": 0.40, "warm_rev": 1.00}
 TARGET_P99 = {"warm": 2.0, "cold": 3.0}
+# scenario with revocations held -> the same requests without (the revocation check's cost, same rounds)
+WITH_REVOCATIONS = {"warm_rev": "warm", "cold_rev": "cold"}
 AUDIT_DB = {"bad": "SQLite", "bad_pg": "PostgreSQL"}
-ORDER = ["warm", "cold", "mixed", "bad", "bad_pg", "unknown_kid", "post"]
+ORDER = ["warm", "warm_rev", "cold", "cold_rev", "mixed", "bad", "bad_pg", "unknown_kid", "post"]
 
 
 def med(values: list[float]) -> float:
@@ -48,6 +50,31 @@ def metrics(path: Path) -> dict[str, float]:
                 with contextlib.suppress(ValueError):
                     out[name] = float(value)
     return out
+
+
+def revocation_cost(rows: dict[tuple[str, int, str], list[dict[str, Any]]], configs: list[tuple[str, int]]) -> None:
+    """Ours with revocations held vs ours without, per round (both scenarios in the same run)."""
+    lines = []
+    for scen, workers in configs:
+        plain = WITH_REVOCATIONS.get(scen)
+        if plain is None:
+            continue
+        without = {r["round"]: r for r in rows.get((plain, workers, "ours"), [])}
+        per_round = [
+            (r["round"], r["rps"] / without[r["round"]]["rps"])
+            for r in rows.get((scen, workers, "ours"), [])
+            if r["round"] in without and without[r["round"]]["rps"]
+        ]
+        if per_round:
+            rounds = ", ".join(f"r{n} {x:.1%}" for n, x in sorted(per_round))
+            lines.append(f"| {scen} vs {plain} | {med([x for _, x in per_round]):.1%} | {rounds} |")
+    if lines:
+        print()
+        print("Revocation check (ours with the revocations held ÷ ours without, req/s, same round):")
+        print()
+        print("| scenarios | median | per round |")
+        print("|---|---|---|")
+        print("\n".join(lines))
 
 
 def main() -> None:
@@ -229,6 +256,7 @@ def main() -> None:
             f"{bad:,} | {med([r['rss_kb'] for r in bare_rows]) / 1024:.0f} | "
             f"{med([r['cpu_pct'] for r in bare_rows]):.0f}% |"
         )
+    revocation_cost(rows, configs)
     rounds = sorted({r["round"] for rs in rows.values() for r in rs})
     discarded = Path(a.raw).parent / "raw-discarded.tsv"
     redone = max(0, len(discarded.read_text().splitlines()) - 1) // 2 if discarded.exists() else 0
