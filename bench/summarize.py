@@ -2,9 +2,14 @@
 
 Usage: .venv/bin/python bench/summarize.py bench/results/<stamp>/raw.tsv [--duration 10] [--min-refetch 10]
                                            [--workers-compare]
+       .venv/bin/python bench/summarize.py --side bench/results/<stamp>/side.tsv [--ticks 100]
 
 ratio to bare = median over rounds of (ours req/s / bare req/s), both measured in the same round for
 the same scenario and worker count; "p99 vs bare" likewise with p99 latencies.
+
+--side (run.sh --side-by-side): bare and ours were loaded at the same time on the same core, so the
+machine's speed at that moment is the same for both; cost ratio = (ours requests per CPU-second) /
+(bare requests per CPU-second), median over rounds.
 """
 
 from __future__ import annotations
@@ -77,13 +82,63 @@ def revocation_cost(rows: dict[tuple[str, int, str], list[dict[str, Any]]], conf
         print("\n".join(lines))
 
 
+def side_table(path: Path, ticks: int) -> None:
+    """The side-by-side table: cost ratios per scenario, medians over rounds."""
+    by_scenario: dict[str, list[dict[str, float]]] = defaultdict(list)
+    codes: set[str] = set()
+    with open(path) as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            bare_cpu_s, ours_cpu_s = int(r["bare_ticks"]) / ticks, int(r["ours_ticks"]) / ticks
+            if bare_cpu_s <= 0 or ours_cpu_s <= 0:
+                continue
+            bare, ours = int(r["bare_requests"]) / bare_cpu_s, int(r["ours_requests"]) / ours_cpu_s
+            by_scenario[r["scenario"]].append(
+                {
+                    "round": int(r["round"]),
+                    "bare": bare,
+                    "ours": ours,
+                    "ratio": ours / bare,
+                    "share": ours_cpu_s / (bare_cpu_s + ours_cpu_s),
+                }
+            )
+            codes.add(r["code"])
+    print("Side by side (bare and ours loaded at the same time on the same core; requests per CPU-second):")
+    print()
+    print(
+        "| scenario | cost ratio ours ÷ bare (median) | per round | bare req per CPU-s | ours req per CPU-s "
+        "| ours' CPU share | target |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for scen in sorted(by_scenario, key=lambda s: ORDER.index(s) if s in ORDER else 99):
+        rs = sorted(by_scenario[scen], key=lambda r: r["round"])
+        ratio = med([r["ratio"] for r in rs])
+        target = TARGET_RATIO.get(scen)
+        verdict = "-" if target is None else f"≥{target:.0%}: {'met' if ratio >= target else '**missed**'}"
+        rounds = ", ".join(f"r{r['round']} {r['ratio']:.1%}" for r in rs)
+        print(
+            f"| {scen} | {ratio:.1%} | {rounds} | "
+            f"{fmt_int(med([r['bare'] for r in rs]))} | {fmt_int(med([r['ours'] for r in rs]))} | "
+            f"{med([r['share'] for r in rs]):.0%} | {verdict} |"
+        )
+    if codes:
+        print()
+        print(f"Service code version(s) measured: {', '.join(sorted(codes))}.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("raw")
+    ap.add_argument("raw", nargs="?")
+    ap.add_argument("--side", type=Path, help="a side.tsv of run.sh --side-by-side")
+    ap.add_argument("--ticks", type=int, default=100, help="clock ticks per second (getconf CLK_TCK)")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
     ap.add_argument("--min-refetch", type=float, default=10.0, help="JWKS_MIN_REFETCH_SECONDS of the service")
     ap.add_argument("--workers-compare", action="store_true")
     a = ap.parse_args()
+    if a.side is not None:
+        side_table(a.side, a.ticks)
+        return
+    if a.raw is None:
+        ap.error("give raw.tsv or --side side.tsv")
 
     rows: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
     with open(a.raw) as f:
