@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from webhook.core import session as module
 from webhook.core.realms import Realm
 from webhook.core.reasons import Reason, Rejected
 from webhook.core.session import (
@@ -15,6 +16,7 @@ from webhook.core.session import (
     choose_role,
     identity_from_claims,
     session_for,
+    session_json,
     without_roles,
 )
 
@@ -320,6 +322,27 @@ def test_session_max_age(exp_offset: float, max_age: int) -> None:
     """Cache-Control max-age is floor(exp - now), never negative."""
     identity = identity_from_claims(keycloak_claims(exp=NOW + exp_offset), TENANT, FORBIDDEN)
     assert session_for(identity, "user", NOW)["Cache-Control"] == f"max-age={max_age}"
+
+
+def test_session_json_is_the_session_of_its_own_identity_role_and_second() -> None:
+    """`session_json` (memoised) gives exactly `orjson.dumps(session_for(...))`, and never the bytes of
+    another user, role, event or max-age: each of those is part of what it is keyed on."""
+    tenant, other_user = make_identity(), make_identity(**{"x-hasura-user-id": "someone-else"})
+    event = identity_from_claims(with_hasura(EVENT_REALM), EVENT, FORBIDDEN)
+    cases = [(tenant, "user", NOW), (tenant, "admin-user", NOW), (tenant, "user", NOW + 1.5)]
+    cases += [(other_user, "user", NOW), (event, "admin-user", NOW)]
+    for _ in range(2):  # the second pass is answered from the memo
+        for identity, role, now in cases:
+            assert session_json(identity, role, now) == orjson.dumps(session_for(identity, role, now))
+    assert len({session_json(i, r, n) for i, r, n in cases}) == len(cases)
+
+
+def test_session_json_memo_is_bounded() -> None:
+    """Distinct answers past the bound clear the memo instead of growing it."""
+    identity = make_identity()
+    for offset in range(module._MAX_SESSIONS + 10):  # each max-age is another answer
+        session_json(identity, "user", NOW - 86_400 + offset)
+    assert 0 < len(module._SESSIONS) <= module._MAX_SESSIONS
 
 
 def test_anonymous_session() -> None:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from webhook.core.apikeyclaim import KIND_API_KEY, KIND_USER, api_key_claim
 from webhook.core.powers import Power
 from webhook.core.realms import Realm
@@ -193,15 +195,38 @@ def choose_role(identity: Identity, requested: str | None) -> str:
 
 def session_for(identity: Identity, role: str, now: float) -> dict[str, str]:
     """The Hasura session answer: string values only, with a max-age up to the token's expiry."""
-    session = {
-        "X-Hasura-Role": role,
-        "X-Hasura-User-Id": identity.user_id,
-        "X-Hasura-Tenant-Id": identity.tenant_id,
-    }
-    if identity.event_id is not None:
-        session["X-Hasura-Event-Id"] = identity.event_id
-    session["Cache-Control"] = f"max-age={max(0, math.floor(identity.exp - now))}"
+    return _session(role, identity.user_id, identity.tenant_id, identity.event_id, _max_age(identity, now))
+
+
+def _max_age(identity: Identity, now: float) -> int:
+    return max(0, math.floor(identity.exp - now))
+
+
+def _session(role: str, user_id: str, tenant_id: str, event_id: str | None, max_age: int) -> dict[str, str]:
+    session = {"X-Hasura-Role": role, "X-Hasura-User-Id": user_id, "X-Hasura-Tenant-Id": tenant_id}
+    if event_id is not None:
+        session["X-Hasura-Event-Id"] = event_id
+    session["Cache-Control"] = f"max-age={max_age}"
     return session
+
+
+# (role, user id, tenant id, event id, max-age) -> the session's JSON: everything the bytes depend on
+# is in the key, so an entry can never answer for anyone else. The strings are the identity's own
+# (their hashes are cached on them), so a lookup costs a small tuple; rendering the session costs
+# ~1.3 us of a ~58 us warm request. Bounded (cleared when full), like the role sets.
+_SESSIONS: dict[tuple[str, str, str, str | None, int], bytes] = {}
+_MAX_SESSIONS: Final = 8192
+
+
+def session_json(identity: Identity, role: str, now: float) -> bytes:
+    """`session_for` as the JSON bytes Hasura gets, memoised on what they depend on (see above)."""
+    key = (role, identity.user_id, identity.tenant_id, identity.event_id, _max_age(identity, now))
+    body = _SESSIONS.get(key)
+    if body is None:
+        if len(_SESSIONS) >= _MAX_SESSIONS:
+            _SESSIONS.clear()
+        body = _SESSIONS[key] = orjson.dumps(_session(*key))
+    return body
 
 
 def anonymous_session(role: str) -> dict[str, str]:
