@@ -7,6 +7,7 @@ import io
 
 import orjson
 
+from webhook.observability import decisionlog
 from webhook.observability.decisionlog import DecisionLog
 
 FORGED = ('x"}\n{"result":"allow', "a\\b", "\u2028", "\x00")
@@ -40,3 +41,40 @@ def test_json_lines_parse_back_whole_in_order() -> None:
     assert parsed[1] == {"timestamp": "2025-12-01T00:00:00.500000Z", **head}
     assert parsed[2] == {"timestamp": "2025-12-01T00:01:01.750000Z", **head, "result": "reject", "exp": 3}
     assert [p["sub"] for p in parsed[3:]] == list(FORGED)
+
+
+def test_write_allow_renders_the_line_write_renders() -> None:
+    """`write_allow` (members memoised per realm, user, role and kind) writes byte for byte the line
+    `write` writes for the same fields, hostile request ids and a missing one included."""
+    times = [1_764_547_200.25 + i for i in range(2 * (len(FORGED) + 3))]
+    spliced, plain = io.BytesIO(), io.BytesIO()
+    fast, slow = DecisionLog(spliced, clock=iter(times).__next__), DecisionLog(plain, clock=iter(times).__next__)
+    for request_id in (None, "req-1", *FORGED, None):
+        for realm, sub in (("tenant-a", "u1"), ("tenant-a", 'u"2')):
+            fast.write_allow(realm, sub, "user", "user", request_id)
+            slow.write(
+                {
+                    "result": "allow",
+                    "realm": realm,
+                    "sub": sub,
+                    "role": "user",
+                    "kind": "user",
+                    "request_id": request_id,
+                }
+            )
+    fast.flush()
+    slow.flush()
+    assert spliced.getvalue() == plain.getvalue()
+    assert len(spliced.getvalue().splitlines()) == 2 * (len(FORGED) + 3)
+
+
+def test_write_allow_memo_is_bounded_and_off_when_disabled() -> None:
+    """Distinct users past the bound clear the memo; a disabled log writes and keeps nothing."""
+    log = DecisionLog(io.BytesIO(), clock=lambda: 1_764_547_200.0)
+    for n in range(decisionlog._MAX_ALLOWED + 5):
+        log.write_allow("tenant-a", f"user-{n}", "user", "user", None)
+    assert 0 < len(log._allowed) <= decisionlog._MAX_ALLOWED
+    off = DecisionLog(io.BytesIO(), enabled=False)
+    off.write_allow("tenant-a", "u", "user", "user", None)
+    off.flush()
+    assert not off._allowed

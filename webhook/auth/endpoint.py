@@ -36,7 +36,7 @@ from webhook.core.hookrequest import (
     requested_role,
 )
 from webhook.core.reasons import Reason, Rejected
-from webhook.core.session import Identity, anonymous_session, choose_role, session_for
+from webhook.core.session import Identity, anonymous_session, choose_role, session_json
 from webhook.core.token import TokenFacts
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.metrics import Metrics
@@ -144,7 +144,7 @@ async def decide(services: HookServices, request: HookRequest) -> tuple[int, byt
         identity = await services.verifier.verify(token)
         try:
             role = choose_role(identity, requested_role(request))
-            session = session_for(identity, role, services.wall_clock())
+            session = session_json(identity, role, services.wall_clock())
         except Rejected as exc:  # a verified token: its realm and user belong in the audit and metrics
             _reject(services, request, exc, identity)
             return 401, orjson.dumps({"error": "unauthorized", "reason": exc.reason.value})
@@ -154,17 +154,8 @@ async def decide(services: HookServices, request: HookRequest) -> tuple[int, byt
     finally:
         services.metrics.decision.observe(time.perf_counter() - started)
     services.metrics.decision.allowed += 1
-    services.log.write(
-        {
-            "result": "allow",
-            "realm": identity.realm.name,
-            "sub": identity.user_id,
-            "role": role,
-            "kind": identity.kind,
-            "request_id": request.request_id,
-        }
-    )
-    return 200, orjson.dumps(session)
+    services.log.write_allow(identity.realm.name, identity.user_id, role, identity.kind, request.request_id)
+    return 200, session
 
 
 def _reject(services: HookServices, request: HookRequest, exc: Rejected, identity: Identity | None = None) -> None:

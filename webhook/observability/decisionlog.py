@@ -29,12 +29,25 @@ from webhook.observability.logs import console_value
 _CONSTANT: Final = {"level": "info", "component": "webhook", "event": "auth.decision"}
 # the constant members, between the timestamp and the fields (which follow the trailing comma)
 _CONSTANT_JSON: Final = b'",' + orjson.dumps(_CONSTANT)[1:-1] + b","
+_MAX_ALLOWED: Final = 8192  # (realm, sub, role, kind) members kept by write_allow; cleared when full
 
 
 class DecisionLog:
     """Buffered writer of decision lines."""
 
-    __slots__ = ("_buffer", "_clock", "_console", "_head", "_max", "_second", "_stamp", "_stream", "dropped", "enabled")
+    __slots__ = (
+        "_allowed",
+        "_buffer",
+        "_clock",
+        "_console",
+        "_head",
+        "_max",
+        "_second",
+        "_stamp",
+        "_stream",
+        "dropped",
+        "enabled",
+    )
 
     def __init__(
         self,
@@ -53,17 +66,19 @@ class DecisionLog:
         self._second = -1
         self._stamp = ""
         self._head = b""
+        self._allowed: dict[tuple[str, str, str, str], bytes] = {}  # write_allow's rendered members
         self.enabled = enabled
         self.dropped = 0  # flushes lost because the stream failed
 
-    def _timestamp(self) -> str:
+    def _fraction(self) -> bytes:
+        """The timestamp's `.ffffffZ` (the second's part, `_stamp`/`_head`, is renewed when it changes)."""
         now = self._clock()
         second = int(now)
         if second != self._second:
             self._second = second
             self._stamp = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
             self._head = f'{{"timestamp":"{self._stamp}'.encode()
-        return f"{self._stamp}.{int((now - second) * 1e6):06d}Z"
+        return b".%06dZ" % int((now - second) * 1e6)
 
     def write(self, fields: dict[str, Any]) -> None:
         """Queue one decision line (`fields` gains timestamp, level, component, event).
@@ -74,9 +89,9 @@ class DecisionLog:
         """
         if not self.enabled:
             return
-        stamp = self._timestamp()
+        fraction = self._fraction()
         if self._console:
-            line: dict[str, Any] = {"timestamp": stamp, **_CONSTANT, **fields}
+            line: dict[str, Any] = {"timestamp": self._stamp + fraction.decode(), **_CONSTANT, **fields}
             rendered = " ".join(f"{k}={console_value(v)}" for k, v in line.items() if v is not None).encode(
                 "utf-8", "replace"
             )
@@ -85,12 +100,39 @@ class DecisionLog:
         else:
             body = orjson.dumps(fields)
             buffer = self._buffer
-            buffer += self._head
-            buffer += stamp[len(self._stamp) :].encode()  # the fraction and "Z" (the second is in `_head`)
+            buffer += self._head  # `{"timestamp":"` and the second
+            buffer += fraction
             buffer += _CONSTANT_JSON if len(body) > 2 else _CONSTANT_JSON[:-1]
             buffer += body[1:]
             buffer += b"\n"
         if len(self._buffer) >= self._max:
+            self.flush()
+
+    def write_allow(self, realm: str, sub: str, role: str, kind: str, request_id: str | None) -> None:
+        """`write` of an allowed decision's line (result, realm, sub, role, kind, request_id), with the
+        members that repeat for a user and role rendered once (`_allowed`, bounded) instead of per line."""
+        if not self.enabled:
+            return
+        if self._console:
+            self.write(
+                {"result": "allow", "realm": realm, "sub": sub, "role": role, "kind": kind, "request_id": request_id}
+            )
+            return
+        key = (realm, sub, role, kind)
+        members = self._allowed.get(key)
+        if members is None:
+            if len(self._allowed) >= _MAX_ALLOWED:
+                self._allowed.clear()
+            rendered = orjson.dumps({"result": "allow", "realm": realm, "sub": sub, "role": role, "kind": kind})
+            members = self._allowed[key] = rendered[1:-1] + b',"request_id":'
+        fraction = self._fraction()
+        buffer = self._buffer
+        buffer += self._head
+        buffer += fraction
+        buffer += _CONSTANT_JSON
+        buffer += members
+        buffer += b"null}\n" if request_id is None else orjson.dumps(request_id) + b"}\n"
+        if len(buffer) >= self._max:
             self.flush()
 
     def flush(self) -> None:
