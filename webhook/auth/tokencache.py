@@ -88,22 +88,25 @@ class VerifiedTokenCache:
         self.misses = 0
 
     def get(self, digest: bytes) -> Identity | CachedRejection | None:
-        """The cached outcome for this token digest, if still valid."""
-        for store in (self._good, self._bad):
+        """The cached outcome for this token digest, if still valid (positive entries looked up first:
+        this runs on every request)."""
+        store = self._good
+        entry = store.get(digest)
+        if entry is None:
+            store = self._bad
             entry = store.get(digest)
             if entry is None:
-                continue
-            stale = entry.expires_at <= self._now() or (
-                entry.realm is not None and self._generation_of(entry.realm) != entry.generation
-            )
-            if stale:
-                del store[digest]
-                break
-            store.move_to_end(digest)
-            self.hits += 1
-            return entry.value
-        self.misses += 1
-        return None
+                self.misses += 1
+                return None
+        if entry.expires_at <= self._now() or (
+            entry.realm is not None and self._generation_of(entry.realm) != entry.generation
+        ):
+            del store[digest]
+            self.misses += 1
+            return None
+        store.move_to_end(digest)
+        self.hits += 1
+        return entry.value
 
     def put_identity(self, digest: bytes, identity: Identity) -> None:
         """Remember a verified identity until its `exp` (or the TTL, whichever is first)."""
