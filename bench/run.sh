@@ -34,6 +34,7 @@
 #   PROFILE (0; 1: record our service with py-spy during each measured run, pinned to WRK_CPU, into
 #      profile-*.txt + a top-functions summary; needs py-spy on PATH or PYSPY=/path/to/py-spy;
 #      sampling perturbs the numbers: profiled runs are for reading, not for the table)
+#   PROFILE_NATIVE (0; 1: py-spy --native, so time in C extensions (OpenSSL, orjson, uvloop) shows by function)
 #
 # Per round and scenario it starts bare and then our service (order alternates between rounds) fresh,
 # pinned to SERVICE_CPU, checks each answers correctly, warms up where the scenario says so, runs
@@ -53,7 +54,7 @@ ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10s} CONNS=${CONNS:-64}
 SERVICE_CPU=${SERVICE_CPU:-1} WRK_CPU=${WRK_CPU:-0} WORKERS=${WORKERS:-1}
 WARMUP=${WARMUP:-3s} PAUSE=${PAUSE:-2} MULTI_CPUS=${MULTI_CPUS:-0,1}
 SVC_PORT=${SVC_PORT:-18080} BARE_PORT=${BARE_PORT:-18081} KC_PORT=${KC_PORT:-18090}
-SERVICE_ENV=${SERVICE_ENV:-} KEEP_LOGS=${KEEP_LOGS:-0} PROFILE=${PROFILE:-0}
+SERVICE_ENV=${SERVICE_ENV:-} KEEP_LOGS=${KEEP_LOGS:-0} PROFILE=${PROFILE:-0} PROFILE_NATIVE=${PROFILE_NATIVE:-0}
 WAIT_QUIET=${WAIT_QUIET:-60} QUIET_PCT=${QUIET_PCT:-15} REDO=${REDO:-2} DISTURBED_CPU=${DISTURBED_CPU:-85}
 export THREADS=${THREADS:-1}
 AUDIT_ROWS=${AUDIT_ROWS:-1000000} AUDIT_RESET=${AUDIT_RESET:-0}
@@ -349,7 +350,9 @@ run_one() { # run_one ROUND SCENARIO WORKERS TARGET ATTEMPT: appends one row to 
   wout=$OUT/wrk-$tag.txt
   local spy=
   if [ "$PROFILE" = 1 ] && [ "$target" = ours ]; then
+    # shellcheck disable=SC2046
     taskset -c "$WRK_CPU" "$PYSPY" record -p "$SRV_PID" -d "$DURATION_S" -r 200 -f raw -o "$OUT/profile-$tag.txt" \
+      $([ "$PROFILE_NATIVE" = 1 ] && echo --native) \
       > "$OUT/profile-$tag.log" 2>&1 & spy=$!
   fi
   run_wrk "$DURATION" "$scen" > "$wout" 2>&1 || { cat "$wout" >&2; die "wrk failed"; }
