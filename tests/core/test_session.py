@@ -337,12 +337,16 @@ def test_session_json_is_the_session_of_its_own_identity_role_and_second() -> No
     assert len({session_json(i, r, n) for i, r, n in cases}) == len(cases)
 
 
-def test_session_json_memo_is_bounded() -> None:
-    """Distinct answers past the bound clear the memo instead of growing it."""
+def test_session_json_memo_is_bounded_and_keeps_one_entry_per_user_and_role() -> None:
+    """A new max-age every second adds no entry; distinct users past the bound clear the memo."""
+    module._SESSION_HEADS.clear()
     identity = make_identity()
-    for offset in range(module._MAX_SESSIONS + 10):  # each max-age is another answer
+    for offset in range(100):
         session_json(identity, "user", NOW - 86_400 + offset)
-    assert 0 < len(module._SESSIONS) <= module._MAX_SESSIONS
+    assert len(module._SESSION_HEADS) == 1
+    for n in range(module._MAX_SESSION_HEADS + 10):
+        session_json(make_identity(**{"x-hasura-user-id": f"user-{n}"}), "user", NOW)
+    assert 0 < len(module._SESSION_HEADS) <= module._MAX_SESSION_HEADS
 
 
 def test_anonymous_session() -> None:
