@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark the auth hook against a bare Starlette endpoint, in the same run, with wrk.
 #
-#   bench/run.sh                      # all scenarios: warm cold mixed bad bad_pg unknown_kid post
+#   bench/run.sh                      # all scenarios: warm cold mixed bad bad_pg unknown_kid post warm_rev cold_rev
 #   bench/run.sh warm warm_rev cold cold_rev   # the revocation check's cost, side by side in one run
 #   bench/run.sh warm bad             # some scenarios
 #   bench/run.sh --workers-compare    # warm with --workers 1 vs 2 (servers then on both cores)
@@ -68,15 +68,16 @@ COMPARE=0 SIDE=0
 SCENARIOS=()
 for arg in "$@"; do
   case "$arg" in
-    -h|--help) sed -n '2,30p' "$BENCH/run.sh" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$BENCH/run.sh" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --workers-compare) COMPARE=1 ;;
     --side-by-side) SIDE=1 ;;
     unknown-kid) SCENARIOS+=(unknown_kid) ;;
     warm|cold|mixed|bad|bad_pg|unknown_kid|post|warm_rev|cold_rev) SCENARIOS+=("$arg") ;;
-    *) die "unknown argument '$arg' (scenarios: ${ALL_SCENARIOS[*]}; option: --workers-compare)" ;;
+    *) die "unknown argument '$arg' (scenarios: ${ALL_SCENARIOS[*]}; options: --workers-compare, --side-by-side)" ;;
   esac
 done
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=("${ALL_SCENARIOS[@]}")
+[ "$SIDE" = 1 ] && [ "$COMPARE" = 1 ] && die "--side-by-side and --workers-compare do not combine"
 # a config is scenario:workers
 CONFIGS=()
 if [ "$COMPARE" = 1 ]; then
