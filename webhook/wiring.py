@@ -38,7 +38,7 @@ from webhook.observability.apikeyexpiry import ApiKeyExpiries
 from webhook.observability.decisionlog import DecisionLog
 from webhook.observability.logs import get_logger
 from webhook.observability.metrics import Metrics, RealmLabels
-from webhook.provisioning.apikeyclient import name_problem
+from webhook.provisioning.apikeyclient import name_allowed
 from webhook.provisioning.apikeys import ApiKeyService
 from webhook.provisioning.keycloakadmin import AdminCredentials, KeycloakAdmin
 from webhook.provisioning.templates import PortalUrls
@@ -314,7 +314,7 @@ def build_runtime(
         wall_clock=deps.wall_clock,
     )
     labels = RealmLabels(settings.extra_realms, settings.prefetch_realms)
-    api_keys = ApiKeyExpiries(deps.wall_clock, name_allowed=lambda name: name_problem(name) is None)
+    api_keys = ApiKeyExpiries(deps.wall_clock, name_allowed=name_allowed)
     verifier = Verifier(
         realms=realms,
         cache=cache,

@@ -9,7 +9,7 @@ from webhook.core.apikeyclaim import ApiKeyClaim
 from webhook.core.realms import Realm, parse_realm_name
 from webhook.observability.apikeyexpiry import FORGET_AFTER_SECONDS, ApiKeyExpiries, TrackedKey
 from webhook.observability.metrics import Metrics
-from webhook.provisioning.apikeyclient import name_problem
+from webhook.provisioning.apikeyclient import name_allowed
 
 
 class Clock:
@@ -18,11 +18,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def key_name_allowed(name: str) -> bool:
-    """The template's key-name rule, as the composition root injects it."""
-    return name_problem(name) is None
 
 
 def realm(name: str) -> Realm:
@@ -36,7 +31,7 @@ OTHER = realm(f"tenant-{OTHER_TENANT_ID}")
 
 def test_a_verified_key_with_an_expiry_is_tracked_with_its_realm_and_name() -> None:
     """A key seen with an expiry is reported (realm, name, expiry); seeing it again updates it."""
-    tracker = ApiKeyExpiries(Clock(), name_allowed=key_name_allowed)
+    tracker = ApiKeyExpiries(Clock(), name_allowed=name_allowed)
     tracker.seen(TENANT, ApiKeyClaim("erp-sync", NOW + 3600))
     tracker.seen(OTHER, ApiKeyClaim("erp-sync", NOW + 60))
     tracker.seen(TENANT, ApiKeyClaim("erp-sync", NOW + 7200))
@@ -49,7 +44,7 @@ def test_a_verified_key_with_an_expiry_is_tracked_with_its_realm_and_name() -> N
 
 def test_keys_without_expiry_outside_tenant_realms_or_with_names_the_template_refuses_are_not_tracked() -> None:
     """No expiry, an event or extra realm, or a name no key can have (the label would be open): not reported."""
-    tracker = ApiKeyExpiries(Clock(), name_allowed=key_name_allowed)
+    tracker = ApiKeyExpiries(Clock(), name_allowed=name_allowed)
     tracker.seen(TENANT, None)
     tracker.seen(TENANT, ApiKeyClaim("forever", None))
     tracker.seen(realm(EVENT_REALM), ApiKeyClaim("erp-sync", NOW + 60))
@@ -64,7 +59,7 @@ def test_keys_without_expiry_outside_tenant_realms_or_with_names_the_template_re
 def test_the_cap_keeps_the_keys_expiring_soonest() -> None:
     """Full: a key expiring later than every tracked one is counted untracked; one expiring sooner
     replaces the tracked key expiring last. The number of series never exceeds the cap."""
-    tracker = ApiKeyExpiries(Clock(), cap=3, name_allowed=key_name_allowed)
+    tracker = ApiKeyExpiries(Clock(), cap=3, name_allowed=name_allowed)
     for index, days in enumerate((10, 20, 30)):
         tracker.seen(TENANT, ApiKeyClaim(f"key-{index}", NOW + days * 86400))
     for index in range(100):  # a flood of long-lived keys
@@ -82,7 +77,7 @@ def test_a_key_unseen_for_two_days_is_forgotten_and_makes_room() -> None:
     """A key no token showed for FORGET_AFTER_SECONDS stops being reported; a key seen meanwhile stays;
     when full, forgotten keys free their place before any other is evicted."""
     clock = Clock()
-    tracker = ApiKeyExpiries(clock, cap=2, name_allowed=key_name_allowed)
+    tracker = ApiKeyExpiries(clock, cap=2, name_allowed=name_allowed)
     tracker.seen(TENANT, ApiKeyClaim("revoked", NOW + 30 * 86400))
     tracker.seen(TENANT, ApiKeyClaim("nightly", NOW + 30 * 86400))
     clock.now += FORGET_AFTER_SECONDS - 60
@@ -96,7 +91,7 @@ def test_a_key_unseen_for_two_days_is_forgotten_and_makes_room() -> None:
 
 def test_metrics_expose_one_gauge_per_tracked_key_and_the_untracked_count() -> None:
     """/metrics: webhook_api_key_expiry_timestamp_seconds{realm,key} = the expiry; untracked as a counter."""
-    tracker = ApiKeyExpiries(Clock(), cap=1, name_allowed=key_name_allowed)
+    tracker = ApiKeyExpiries(Clock(), cap=1, name_allowed=name_allowed)
     tracker.seen(TENANT, ApiKeyClaim("erp-sync", NOW + 3600))
     tracker.seen(TENANT, ApiKeyClaim("later", NOW + 7200))
     metrics = Metrics()

@@ -37,7 +37,7 @@ from webhook.core.realms import Realm
 from webhook.observability.apikeyexpiry import ApiKeyExpiries
 from webhook.observability.collectors import RealmHealth
 from webhook.observability.metrics import Metrics
-from webhook.provisioning.apikeyclient import name_problem
+from webhook.provisioning.apikeyclient import name_allowed
 
 ALERT_NAMES = [alert.name for alert in alerts()]
 
@@ -180,7 +180,7 @@ def exported_families() -> set[str]:
     metrics.watch_token_cache(Tokens())
     metrics.watch_jwks(Jwks())
     metrics.watch_revocations(Revocations())
-    api_keys = ApiKeyExpiries(time.time, name_allowed=lambda name: name_problem(name) is None)
+    api_keys = ApiKeyExpiries(time.time, name_allowed=name_allowed)
     api_keys.seen(Realm("tenant-x", "x", None), ApiKeyClaim("erp-sync", time.time() + 60))
     metrics.watch_api_keys(api_keys)
     metrics.rejections.labels("expired", "none").inc()  # labelled per realm, so not pre-created

@@ -98,6 +98,11 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def name_allowed(name: str) -> bool:
+    """Whether `name` can be a key's name (`name_problem` finds nothing)."""
+    return name_problem(name) is None
+
+
 def _hardcoded(claim: str, value: str, json_type: str) -> dict[str, Any]:
     return {
         "name": claim,
@@ -222,5 +227,6 @@ __all__ = [
     "iso",
     "key_info",
     "mappers",
+    "name_allowed",
     "name_problem",
 ]
