@@ -15,7 +15,6 @@ from webhook.core.session import (
     anonymous_session,
     choose_role,
     identity_from_claims,
-    session_for,
     session_json,
     without_roles,
 )
@@ -290,13 +289,19 @@ def test_choose_role_rejects_not_allowed(requested: str) -> None:
     assert "requested" in info.value.detail
 
 
-# --- session_for / anonymous_session ------------------------------------------------------------
+# --- session_json / anonymous_session ------------------------------------------------------------
 
 
-def test_session_for_tenant_identity() -> None:
+def answer(identity: Identity, role: str, now: float) -> dict[str, str]:
+    """The session object Hasura receives (`session_json`, parsed)."""
+    parsed: dict[str, str] = orjson.loads(session_json(identity, role, now))
+    return parsed
+
+
+def test_session_of_tenant_identity() -> None:
     """A tenant session holds role, user and tenant as strings, no event id."""
     identity = make_identity()
-    session = session_for(identity, "user", NOW)
+    session = answer(identity, "user", NOW)
     assert session == {
         "X-Hasura-Role": "user",
         "X-Hasura-User-Id": USER_ID,
@@ -306,10 +311,10 @@ def test_session_for_tenant_identity() -> None:
     assert all(type(v) is str for v in session.values())
 
 
-def test_session_for_event_identity() -> None:
+def test_session_of_event_identity() -> None:
     """An event session also carries X-Hasura-Event-Id."""
     identity = identity_from_claims(with_hasura(EVENT_REALM), EVENT, FORBIDDEN)
-    session = session_for(identity, "admin-user", NOW)
+    session = answer(identity, "admin-user", NOW)
     assert session["X-Hasura-Event-Id"] == EVENT_ID
     assert all(type(v) is str for v in session.values())
 
@@ -321,20 +326,33 @@ def test_session_for_event_identity() -> None:
 def test_session_max_age(exp_offset: float, max_age: int) -> None:
     """Cache-Control max-age is floor(exp - now), never negative."""
     identity = identity_from_claims(keycloak_claims(exp=NOW + exp_offset), TENANT, FORBIDDEN)
-    assert session_for(identity, "user", NOW)["Cache-Control"] == f"max-age={max_age}"
+    assert answer(identity, "user", NOW)["Cache-Control"] == f"max-age={max_age}"
 
 
 def test_session_json_is_the_session_of_its_own_identity_role_and_second() -> None:
-    """`session_json` (memoised) gives exactly `orjson.dumps(session_for(...))`, and never the bytes of
-    another user, role, event or max-age: each of those is part of what it is keyed on."""
+    """`session_json` (memoised) gives compact JSON of exactly that identity's session, in Hasura's
+    member order, and never the bytes of another user, role, event or max-age: each of those is part
+    of what it is keyed on (or, the max-age, rendered per answer)."""
     tenant, other_user = make_identity(), make_identity(**{"x-hasura-user-id": "someone-else"})
     event = identity_from_claims(with_hasura(EVENT_REALM), EVENT, FORBIDDEN)
-    cases = [(tenant, "user", NOW), (tenant, "admin-user", NOW), (tenant, "user", NOW + 1.5)]
-    cases += [(other_user, "user", NOW), (event, "admin-user", NOW)]
+    head = {"X-Hasura-Tenant-Id": TENANT_ID}
+    cases = [
+        (tenant, "user", NOW, {"X-Hasura-Role": "user", "X-Hasura-User-Id": USER_ID, **head}, 240),
+        (tenant, "admin-user", NOW, {"X-Hasura-Role": "admin-user", "X-Hasura-User-Id": USER_ID, **head}, 240),
+        (tenant, "user", NOW + 1.5, {"X-Hasura-Role": "user", "X-Hasura-User-Id": USER_ID, **head}, 238),
+        (other_user, "user", NOW, {"X-Hasura-Role": "user", "X-Hasura-User-Id": "someone-else", **head}, 240),
+        (
+            event,
+            "admin-user",
+            NOW,
+            {"X-Hasura-Role": "admin-user", "X-Hasura-User-Id": USER_ID, **head, "X-Hasura-Event-Id": EVENT_ID},
+            240,
+        ),
+    ]
     for _ in range(2):  # the second pass is answered from the memo
-        for identity, role, now in cases:
-            assert session_json(identity, role, now) == orjson.dumps(session_for(identity, role, now))
-    assert len({session_json(i, r, n) for i, r, n in cases}) == len(cases)
+        for identity, role, now, members, max_age in cases:
+            assert session_json(identity, role, now) == orjson.dumps({**members, "Cache-Control": f"max-age={max_age}"})
+    assert len({session_json(i, r, n) for i, r, n, _, _ in cases}) == len(cases)
 
 
 def test_session_json_memo_is_bounded_and_keeps_one_entry_per_user_and_role() -> None:

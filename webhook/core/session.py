@@ -6,7 +6,7 @@ Rules of this module:
   realm's own (claim absent -> taken from the realm; an extra realm's token must name its tenant).
 - Roles come only from the verified token. A requested role is honoured only if allowed; never a
   silent downgrade. Roles in `forbidden_roles` (default `admin`) are never granted.
-- The session is a dict of strings only; `Cache-Control: max-age=N` tells Hasura when the token
+- The session is a JSON object of strings only; `Cache-Control: max-age=N` tells Hasura when the token
   expires so it closes websockets then.
 """
 
@@ -193,23 +193,6 @@ def choose_role(identity: Identity, requested: str | None) -> str:
     return role
 
 
-def session_for(identity: Identity, role: str, now: float) -> dict[str, str]:
-    """The Hasura session answer: string values only, with a max-age up to the token's expiry."""
-    return _session(role, identity.user_id, identity.tenant_id, identity.event_id, _max_age(identity, now))
-
-
-def _max_age(identity: Identity, now: float) -> int:
-    return max(0, math.floor(identity.exp - now))
-
-
-def _session(role: str, user_id: str, tenant_id: str, event_id: str | None, max_age: int) -> dict[str, str]:
-    session = {"X-Hasura-Role": role, "X-Hasura-User-Id": user_id, "X-Hasura-Tenant-Id": tenant_id}
-    if event_id is not None:
-        session["X-Hasura-Event-Id"] = event_id
-    session["Cache-Control"] = f"max-age={max_age}"
-    return session
-
-
 # (role, user id, tenant id, event id) -> the session's JSON up to its Cache-Control member: everything
 # those bytes depend on is in the key, so an entry can never answer for anyone else, and the max-age
 # (a new value every second) is spliced per answer instead of keyed, so the memo holds one entry per
@@ -222,16 +205,22 @@ _MAX_SESSION_HEADS: Final = 8192
 
 
 def session_json(identity: Identity, role: str, now: float) -> bytes:
-    """`session_for` as the JSON bytes Hasura gets, from a memo of what they depend on (see above)."""
+    """The Hasura session answer as the JSON bytes Hasura gets: string values only, with a max-age
+    up to the token's expiry (`Cache-Control`, last), from a memo of what they depend on (see above)."""
     key = (role, identity.user_id, identity.tenant_id, identity.event_id)
     head = _SESSION_HEADS.get(key)
     if head is None:
         if len(_SESSION_HEADS) >= _MAX_SESSION_HEADS:
             _SESSION_HEADS.clear()
-        members = _session(*key, 0)
-        del members["Cache-Control"]  # the last member: the head is the rest, open for it
-        head = _SESSION_HEADS[key] = orjson.dumps(members)[:-1] + b","
-    return b'%s"Cache-Control":"max-age=%d"}' % (head, _max_age(identity, now))
+        members = {
+            "X-Hasura-Role": role,
+            "X-Hasura-User-Id": identity.user_id,
+            "X-Hasura-Tenant-Id": identity.tenant_id,
+        }
+        if identity.event_id is not None:
+            members["X-Hasura-Event-Id"] = identity.event_id
+        head = _SESSION_HEADS[key] = orjson.dumps(members)[:-1] + b","  # open for Cache-Control
+    return b'%s"Cache-Control":"max-age=%d"}' % (head, max(0, math.floor(identity.exp - now)))
 
 
 def anonymous_session(role: str) -> dict[str, str]:
